@@ -1,0 +1,66 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from privaudit import __version__
+from privaudit.api import problems
+from privaudit.api.db import Database, upgrade_schema
+from privaudit.api.jobs._process import load_job_modules
+from privaudit.api.middleware import BodySizeLimitMiddleware
+from privaudit.api.routes import jobs, system
+from privaudit.api.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """\
+privaudit's REST service. Long work runs as durable jobs: submit with `POST`, get
+`202 Accepted` and a `Location`, then poll `GET /v1/jobs/{id}` or follow
+`GET /v1/jobs/{id}/events` (server-sent events).
+
+Every endpoint except `/v1/health` and `/v1/errors` needs an API key
+(`Authorization: Bearer pa_...` or `X-API-Key: pa_...`); create one with
+`privaudit keys create --tenant NAME`. Errors are `application/problem+json`
+(RFC 9457) with a stable `code`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    """Build the service.
+
+    Parameters
+    ----------
+    settings
+        Configuration; read from the environment when omitted.
+    migrate
+        Bring the database schema up to date at start-up.
+    """
+    settings = settings or get_settings()
+    load_job_modules(settings.job_plugins)
+    database = Database(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            upgrade_schema(database)
+        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="privaudit",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    problems.install(app)
+    app.include_router(system.router)
+    app.include_router(jobs.router)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

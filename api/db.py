@@ -1,0 +1,144 @@
+"""Database engine, sessions and schema upgrades (SQLite by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from privaudit.errors import ConfigurationError
+
+__all__ = [
+    "SQLITE_BEGIN_OPTION",
+    "Database",
+    "immediate_transaction",
+    "upgrade_schema",
+    "utcnow",
+]
+
+SQLITE_BEGIN_OPTION = "privaudit_sqlite_begin"
+"""Execution option naming the statement that opens a SQLite transaction."""
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Database:
+    """An engine plus a session factory for one database URL.
+
+    SQLite gets WAL journaling, ``synchronous=NORMAL``, a busy timeout and foreign
+    keys; transactions are opened explicitly so a job claim can take the write lock
+    up front (``BEGIN IMMEDIATE``). PostgreSQL needs nothing special.
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+    pooled
+        Keep a connection pool (the web process) or open a connection per use
+        (short-lived job processes).
+    """
+
+    def __init__(self, url: str, *, pooled: bool = True) -> None:
+        parsed = make_url(url)
+        self.url = url
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ConfigurationError(
+                f"unsupported database {parsed.get_backend_name()!r}; use sqlite:/// or "
+                "postgresql+psycopg://"
+            )
+        kwargs: dict[str, Any] = {}
+        if not pooled:
+            kwargs["poolclass"] = NullPool
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30.0}
+            if pooled:
+                kwargs["pool_size"] = 20
+                kwargs["max_overflow"] = 20
+        else:
+            kwargs["pool_pre_ping"] = True
+            if pooled:
+                kwargs["pool_size"] = 10
+                kwargs["max_overflow"] = 20
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy (not the sqlite3 module) decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        statement = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "BEGIN")
+        connection.exec_driver_sql(statement)
+
+
+@contextmanager
+def immediate_transaction(database: Database) -> Iterator[Connection]:
+    """A transaction that holds the write lock from its start.
+
+    On SQLite this is ``BEGIN IMMEDIATE``, so two workers cannot both read the same
+    queued job before either writes. On PostgreSQL row locks (``FOR UPDATE SKIP
+    LOCKED`` in the statement) do the same job and this is a plain transaction.
+    """
+    with database.engine.connect() as connection:
+        if database.is_sqlite:
+            connection.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+        with connection.begin():
+            yield connection
+
+
+def upgrade_schema(database: Database) -> None:
+    """Bring the schema to the newest revision (Alembic ``upgrade head``)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with database.engine.connect() as connection:
+        if not database.is_sqlite:
+            # Serialise concurrent upgrades (service and standalone workers starting together).
+            connection.execute(text("SELECT pg_advisory_lock(726172)"))
+        try:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+        finally:
+            if not database.is_sqlite:
+                connection.execute(text("SELECT pg_advisory_unlock(726172)"))
+                connection.commit()

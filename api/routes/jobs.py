@@ -1,0 +1,286 @@
+"""Durable jobs: submit (202 + Location), list, read, follow (SSE), cancel, result."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import FileResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from privaudit.api.deps import DatabaseDep, SessionDep, SettingsDep, require_scope
+from privaudit.api.jobs import store
+from privaudit.api.jobs.kinds import job_kinds
+from privaudit.api.keys import Principal
+from privaudit.api.models import TERMINAL_STATUSES, Job
+from privaudit.api.routes._responses import problems
+from privaudit.api.schemas import (
+    JobErrorOut,
+    JobKindOut,
+    JobLinks,
+    JobOut,
+    JobPage,
+    JobProgressOut,
+    JobStatus,
+    JobSubmission,
+)
+from privaudit.errors import (
+    ConflictError,
+    LimitExceededError,
+    NotFoundError,
+    ParameterError,
+    PermissionDeniedError,
+)
+
+router = APIRouter(prefix="/v1", tags=["jobs"], responses=problems(401, 403, 413, 422, 500))
+
+Reader = Annotated[Principal, Depends(require_scope("jobs:read"))]
+Writer = Annotated[Principal, Depends(require_scope("jobs:write"))]
+JobId = Annotated[str, "job id"]
+
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+
+
+def job_out(job: Job) -> JobOut:
+    """The public view of a job row."""
+    base = f"/v1/jobs/{job.id}"
+    return JobOut(
+        id=job.id,
+        kind=job.kind,
+        status=job.status,
+        params=job.params,
+        progress=JobProgressOut(**job.progress) if job.progress else None,
+        error=JobErrorOut(**job.error) if job.error else None,
+        resumable=job.resumable,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        links=JobLinks(
+            self=base, events=f"{base}/events", cancel=f"{base}/cancel", result=f"{base}/result"
+        ),
+    )
+
+
+@router.get("/job-kinds")
+def list_job_kinds(_principal: Reader) -> list[JobKindOut]:
+    """The job kinds this service runs, with the JSON schema of their params."""
+    return [
+        JobKindOut(
+            name=kind.name,
+            description=kind.description,
+            resumable=kind.resumable,
+            scope=kind.scope,
+            params_schema=kind.params_model.model_json_schema(),
+        )
+        for kind in (job_kinds.get(name) for name in job_kinds.names())
+    ]
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    responses={
+        200: {"model": JobOut, "description": "Replay of an earlier submission (Idempotency-Key)"},
+        **problems(409),
+    },
+)
+def submit_job(
+    submission: JobSubmission,
+    principal: Writer,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Retrying with the same key returns the first job instead of a new one.",
+        ),
+    ] = None,
+) -> JobOut:
+    """Queue a job. Answers 202 with a ``Location`` to poll; a replayed key answers 200."""
+    try:
+        kind = job_kinds.get(submission.kind)
+    except NotFoundError as error:
+        raise ParameterError(f"kind: {error.message}", kind=submission.kind) from None
+    if not principal.allows(kind.scope):
+        raise PermissionDeniedError(
+            f"job kind {kind.name!r} needs the scope {kind.scope!r}", scope=kind.scope
+        )
+    params = _validated_params(kind.params_model, submission.params, settings.max_params_bytes)
+    job, created = store.submit(
+        session,
+        tenant_id=principal.tenant_id,
+        kind=kind,
+        params=params,
+        idempotency_key=idempotency_key,
+        max_attempts=settings.job_max_attempts,
+    )
+    session.commit()
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    response.headers["Retry-After"] = "1"
+    if not created:
+        response.status_code = 200
+    return job_out(job)
+
+
+def _validated_params(model: type[Any], params: dict[str, Any], limit: int) -> dict[str, Any]:
+    encoded = json.dumps(params)
+    if len(encoded) > limit:
+        raise LimitExceededError(
+            f"params take {len(encoded)} bytes of JSON; the limit is {limit} "
+            "(PRIVAUDIT_MAX_PARAMS_BYTES). Upload large inputs as artifacts instead.",
+        )
+    try:
+        parsed = model.model_validate_json(encoded)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in ("params", *first["loc"]))
+        raise ParameterError(
+            f"{where}: {first['msg']}",
+            errors=[
+                {"loc": ["body", "params", *item["loc"]], "msg": item["msg"], "type": item["type"]}
+                for item in error.errors()[:50]
+            ],
+        ) from None
+    dumped: dict[str, Any] = parsed.model_dump(mode="json")
+    return dumped
+
+
+@router.get("/jobs")
+def list_jobs(
+    principal: Reader,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: JobStatus | None = None,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobPage:
+    """The tenant's jobs, newest first, with keyset pagination."""
+    limit = min(limit, settings.max_page_size)
+    jobs = store.list_jobs(
+        session,
+        tenant_id=principal.tenant_id,
+        status=status,
+        kind=kind,
+        limit=limit + 1,
+        before=_decode_cursor(cursor) if cursor else None,
+    )
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    next_cursor = _encode_cursor(jobs[-1]) if more and jobs else None
+    return JobPage(items=[job_out(job) for job in jobs], next_cursor=next_cursor)
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(created), job_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ParameterError(
+            "cursor is not one this API issued; pass next_cursor from the previous page"
+        ) from None
+
+
+@router.get("/jobs/{job_id}", responses=problems(404))
+def get_job(job_id: JobId, principal: Reader, session: SessionDep) -> JobOut:
+    """One job: status, progress with ETA, error, links."""
+    return job_out(store.get_job(session, tenant_id=principal.tenant_id, job_id=job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=202, responses=problems(404, 409))
+def cancel_job(job_id: JobId, principal: Writer, session: SessionDep) -> JobOut:
+    """Cancel a queued job at once, or ask a running one to stop (``cancelling``)."""
+    job = store.request_cancel(session, tenant_id=principal.tenant_id, job_id=job_id)
+    session.commit()
+    return job_out(job)
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/json": {}}}, **problems(404, 409)},
+)
+def get_result(
+    job_id: JobId, principal: Reader, session: SessionDep, settings: SettingsDep
+) -> FileResponse:
+    """The result document of a succeeded job."""
+    job = store.get_job(session, tenant_id=principal.tenant_id, job_id=job_id)
+    if job.status != "succeeded" or not job.result_ref:
+        raise ConflictError(f"job {job_id} is {job.status}; a result exists once it succeeded")
+    path = _tenant_artifact(settings.artifacts_dir, principal.tenant_id, job.result_ref)
+    return FileResponse(path, media_type="application/json")
+
+
+def _tenant_artifact(root: Path, tenant_id: str, ref: str) -> Path:
+    tenant_root = (root / tenant_id).resolve()
+    path = (root / ref).resolve()
+    if not path.is_relative_to(tenant_root) or not path.is_file():
+        raise NotFoundError("the job's result file is missing from the artifact store")
+    return path
+
+
+def _tenant_job_checked(job_id: JobId, principal: Reader, session: SessionDep) -> str:
+    store.get_job(session, tenant_id=principal.tenant_id, job_id=job_id)
+    return principal.tenant_id
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"description": "text/event-stream of job events"}, **problems(404)},
+)
+async def job_events(
+    job_id: JobId,
+    request: Request,
+    tenant_id: Annotated[str, Depends(_tenant_job_checked)],
+    database: DatabaseDep,
+    settings: SettingsDep,
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: a ``job`` event with the full job whenever it changes, ending
+    after the terminal status. Poll ``GET /v1/jobs/{id}`` where SSE is not an option."""
+
+    def read() -> JobOut:
+        with database.sessions() as session:
+            return job_out(store.get_job(session, tenant_id=tenant_id, job_id=job_id))
+
+    deadline = time.monotonic() + settings.sse_max_duration_s
+    last_seen: datetime | None = None
+    last_sent = time.monotonic()
+    while time.monotonic() < deadline:
+        job = await run_in_threadpool(read)
+        if job.updated_at != last_seen:
+            last_seen = job.updated_at
+            last_sent = time.monotonic()
+            yield ServerSentEvent(
+                data=job.model_dump(mode="json"), event="job", id=job.updated_at.isoformat()
+            )
+            if job.status in TERMINAL_STATUSES:
+                return
+        elif time.monotonic() - last_sent > 15:
+            last_sent = time.monotonic()
+            yield ServerSentEvent(comment="keep-alive")
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(settings.sse_poll_interval_s)

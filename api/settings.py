@@ -1,0 +1,100 @@
+"""Service settings, read from ``PRIVAUDIT_*`` environment variables or a ``.env`` file.
+
+Every size and time a client can influence has a bound here; see docs/service.md for
+the full table.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+DEFAULT_DATA_DIR = Path(".privaudit")
+
+
+class Settings(BaseSettings):
+    """Configuration of the privaudit service and its job workers.
+
+    Each field is set by the environment variable ``PRIVAUDIT_<FIELD>`` (upper case),
+    e.g. ``PRIVAUDIT_DATABASE_URL=postgresql+psycopg://user@host/db``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="PRIVAUDIT_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL. Empty means a SQLite file under data_dir; "
+        "PostgreSQL via postgresql+psycopg://user:password@host:port/db.",
+    )
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="Where the default SQLite database and per-tenant artifacts live.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    max_page_size: int = Field(default=200, ge=1, le=10_000)
+    max_params_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest JSON params of one job."
+    )
+
+    job_workers: int = Field(
+        default=1, ge=0, le=64, description="Job worker processes started by `serve`."
+    )
+    job_concurrency: int = Field(
+        default=2, ge=1, le=256, description="Jobs one worker runs at once (one process each)."
+    )
+    job_plugins: list[str] = Field(
+        default_factory=list,
+        description="Extra modules to import in the service and workers; they register job kinds.",
+    )
+    job_max_attempts: int = Field(default=3, ge=1, le=100)
+    job_timeout_s: float = Field(default=24 * 3600.0, gt=0)
+    heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    stale_after_s: float = Field(
+        default=30.0, gt=0, description="A running job whose heartbeat is older is re-queued."
+    )
+    poll_interval_s: float = Field(default=0.5, gt=0, description="How often idle workers look.")
+    cancel_grace_s: float = Field(
+        default=10.0, ge=0, description="How long a cancelled job may take to stop by itself."
+    )
+    sse_poll_interval_s: float = Field(default=0.5, gt=0)
+    sse_max_duration_s: float = Field(
+        default=3600.0, gt=0, description="An events stream is closed after this long."
+    )
+
+    @field_validator("job_plugins", mode="before")
+    @classmethod
+    def _split_plugins(cls, value: object) -> object:
+        # Accept "a.b,c.d" from the environment as well as a JSON list.
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, with the SQLite default filled in."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'privaudit.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Root of the per-tenant artifact directories."""
+        return (self.data_dir / "artifacts").resolve()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings (read once)."""
+    return Settings()

@@ -1,0 +1,5 @@
+"""``python -m privaudit`` runs the CLI."""
+
+from privaudit.cli import main
+
+main()

@@ -1,0 +1,73 @@
+"""The ``privaudit`` command line.
+
+The kernel owns the top-level command and ``privaudit version``. Subpackages add
+their command groups through the ``privaudit.cli`` entry-point group (see
+pyproject.toml): each entry is a function ``register(app: typer.Typer) -> None``.
+That keeps the dependency direction: the kernel never imports a capability or the
+service, it only loads whatever is installed.
+
+Errors raised as :class:`privaudit.errors.PrivauditError` are printed as one line
+with their stable code (exit status 2), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+
+import typer
+from rich.console import Console
+
+from privaudit import __version__
+from privaudit.errors import PrivauditError
+
+__all__ = ["app", "build_app", "main"]
+
+ENTRY_POINT_GROUP = "privaudit.cli"
+
+stderr = Console(stderr=True)
+
+
+def build_app() -> typer.Typer:
+    """Build the CLI: the kernel's commands plus every installed command group."""
+    cli = typer.Typer(
+        name="privaudit",
+        help="Privacy and security analysis: mechanisms, audits, and the privaudit service.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+
+    @cli.command()
+    def version() -> None:
+        """Print the installed privaudit version."""
+        typer.echo(__version__)
+
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        register = entry.load()
+        register(cli)
+    return cli
+
+
+app = build_app()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; a privaudit error becomes one red line and exit status 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except PrivauditError as error:
+        stderr.print(f"[red]error[/red] [{error.code}]: {error.message}")
+        sys.exit(2)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        stderr.print("aborted")
+        sys.exit(130)
+    except Exception as error:  # click usage errors carry their own exit codes
+        from click.exceptions import ClickException
+
+        if isinstance(error, ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
