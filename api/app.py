@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.database = database
     problems.install(app)
     app.include_router(system.router)
+    app.include_router(jobs.build_submit_router())
     app.include_router(jobs.router)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

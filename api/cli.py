@@ -30,10 +30,11 @@ def _settings(**overrides: Any) -> Any:
             "the service needs the server extra: pip install 'privaudit[server]'"
         ) from error
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         return Settings(**{key: value for key, value in overrides.items() if value is not None})
-    except ValidationError as error:
+    except (ValidationError, SettingsError, ValueError) as error:
         raise ConfigurationError(f"invalid settings: {error}") from None
 
 

@@ -78,11 +78,21 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Sessions that read and then write must hold SQLite's write lock from the start:
+        # a deferred transaction that upgrades from reading to writing fails at once
+        # ("database is locked", no busy wait) if another connection wrote meanwhile.
+        write_engine = (
+            self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+            if self.is_sqlite
+            else self.engine
+        )
+        self.write_sessions = sessionmaker(write_engine, expire_on_commit=False)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, write: bool = True) -> Iterator[Session]:
         """A session that commits on success and rolls back on error."""
-        with self.sessions() as session, session.begin():
+        factory = self.write_sessions if write else self.sessions
+        with factory() as session, session.begin():
             yield session
 
     def dispose(self) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "PrincipalDep",
     "SessionDep",
     "SettingsDep",
+    "WriteSessionDep",
     "require_scope",
 ]
 
@@ -47,16 +48,27 @@ def _session(database: DatabaseDep) -> Iterator[Session]:
         yield session
 
 
+def _write_session(database: DatabaseDep) -> Iterator[Session]:
+    with database.write_sessions() as session:
+        yield session
+
+
 SessionDep = Annotated[Session, Depends(_session)]
+"""A session for endpoints that only read."""
+
+WriteSessionDep = Annotated[Session, Depends(_write_session)]
+"""A session for endpoints that read and then write (takes SQLite's write lock up front)."""
 
 
 def _principal(
-    session: SessionDep,
+    database: DatabaseDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key_header)],
 ) -> Principal:
     presented = bearer.credentials if bearer is not None else api_key
-    return authenticate(session, presented)
+    # Its own short read transaction, so it never holds up the endpoint's writes.
+    with database.sessions() as session:
+        return authenticate(session, presented)
 
 
 PrincipalDep = Annotated[Principal, Depends(_principal)]

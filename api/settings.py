@@ -6,11 +6,13 @@ the full table.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
 
@@ -54,7 +56,7 @@ class Settings(BaseSettings):
     job_concurrency: int = Field(
         default=2, ge=1, le=256, description="Jobs one worker runs at once (one process each)."
     )
-    job_plugins: list[str] = Field(
+    job_plugins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Extra modules to import in the service and workers; they register job kinds.",
     )
@@ -77,7 +79,9 @@ class Settings(BaseSettings):
     @classmethod
     def _split_plugins(cls, value: object) -> object:
         # Accept "a.b,c.d" from the environment as well as a JSON list.
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 

@@ -1,24 +1,30 @@
 """Durable jobs: submit (202 + Location), list, read, follow (SSE), cancel, result."""
 
-from __future__ import annotations
-
 import asyncio
 import base64
 import binascii
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Union
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, create_model
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from privaudit.api.deps import DatabaseDep, SessionDep, SettingsDep, require_scope
+from privaudit.api.deps import (
+    DatabaseDep,
+    SessionDep,
+    SettingsDep,
+    WriteSessionDep,
+    require_scope,
+)
 from privaudit.api.jobs import store
 from privaudit.api.jobs.kinds import job_kinds
 from privaudit.api.keys import Principal
@@ -33,7 +39,9 @@ from privaudit.api.schemas import (
     JobProgressOut,
     JobStatus,
     JobSubmission,
+    StrictRequest,
 )
+from privaudit.api.settings import Settings
 from privaudit.errors import (
     ConflictError,
     LimitExceededError,
@@ -89,30 +97,73 @@ def list_job_kinds(_principal: Reader) -> list[JobKindOut]:
     ]
 
 
-@router.post(
-    "/jobs",
-    status_code=202,
-    responses={
-        200: {"model": JobOut, "description": "Replay of an earlier submission (Idempotency-Key)"},
-        **problems(409),
-    },
-)
-def submit_job(
-    submission: JobSubmission,
-    principal: Writer,
-    session: SessionDep,
-    settings: SettingsDep,
+def submission_body() -> Any:
+    """The request body of ``POST /v1/jobs``: one variant per registered kind, told apart
+    by ``kind``, each with its kind's strict params model, so that the OpenAPI document
+    states exactly what each kind accepts."""
+    variants = []
+    for name in job_kinds.names():
+        kind = job_kinds.get(name)
+        variants.append(
+            create_model(
+                "Submit_" + re.sub(r"[^A-Za-z0-9]", "_", name),
+                __base__=StrictRequest,
+                __doc__=kind.description or f"Submit a {name} job.",
+                kind=(Literal[name], Field(description="The job kind.")),  # type: ignore[arg-type]
+                params=(kind.params_model, Field(default_factory=kind.params_model)),
+            )
+        )
+    if not variants:
+        return JobSubmission
+    if len(variants) == 1:
+        return variants[0]
+    return Annotated[Union[tuple(variants)], Field(discriminator="kind")]  # noqa: UP007
+
+
+def build_submit_router() -> APIRouter:
+    """The submission route, built for the job kinds registered when the app is created."""
+    submit_router = APIRouter(
+        prefix="/v1", tags=["jobs"], responses=problems(401, 403, 413, 422, 500)
+    )
+    body_type = submission_body()
+
+    @submit_router.post(
+        "/jobs",
+        status_code=202,
+        responses={
+            200: {"model": JobOut, "description": "Replay of an earlier submission (same key)"},
+            **problems(409),
+        },
+    )
+    def submit_job(
+        submission: Annotated[body_type, Body()],  # type: ignore[valid-type]
+        principal: Writer,
+        session: WriteSessionDep,
+        settings: SettingsDep,
+        response: Response,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                pattern=IDEMPOTENCY_KEY_PATTERN,
+                description="Retrying with the same key returns the first job, not a new one.",
+            ),
+        ] = None,
+    ) -> JobOut:
+        """Queue a job. Answers 202 with a ``Location`` to poll; a replayed key answers 200."""
+        return _submit(submission, principal, session, settings, response, idempotency_key)
+
+    return submit_router
+
+
+def _submit(
+    submission: Any,
+    principal: Principal,
+    session: Session,
+    settings: Settings,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            pattern=IDEMPOTENCY_KEY_PATTERN,
-            description="Retrying with the same key returns the first job instead of a new one.",
-        ),
-    ] = None,
+    idempotency_key: str | None,
 ) -> JobOut:
-    """Queue a job. Answers 202 with a ``Location`` to poll; a replayed key answers 200."""
     try:
         kind = job_kinds.get(submission.kind)
     except NotFoundError as error:
@@ -121,7 +172,15 @@ def submit_job(
         raise PermissionDeniedError(
             f"job kind {kind.name!r} needs the scope {kind.scope!r}", scope=kind.scope
         )
-    params = _validated_params(kind.params_model, submission.params, settings.max_params_bytes)
+    params = submission.params
+    if isinstance(params, BaseModel):
+        params = params.model_dump(mode="json")
+    size = len(json.dumps(params))
+    if size > settings.max_params_bytes:
+        raise LimitExceededError(
+            f"params take {size} bytes of JSON; the limit is {settings.max_params_bytes} "
+            "(PRIVAUDIT_MAX_PARAMS_BYTES). Upload large inputs as artifacts instead."
+        )
     job, created = store.submit(
         session,
         tenant_id=principal.tenant_id,
@@ -136,29 +195,6 @@ def submit_job(
     if not created:
         response.status_code = 200
     return job_out(job)
-
-
-def _validated_params(model: type[Any], params: dict[str, Any], limit: int) -> dict[str, Any]:
-    encoded = json.dumps(params)
-    if len(encoded) > limit:
-        raise LimitExceededError(
-            f"params take {len(encoded)} bytes of JSON; the limit is {limit} "
-            "(PRIVAUDIT_MAX_PARAMS_BYTES). Upload large inputs as artifacts instead.",
-        )
-    try:
-        parsed = model.model_validate_json(encoded)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in ("params", *first["loc"]))
-        raise ParameterError(
-            f"{where}: {first['msg']}",
-            errors=[
-                {"loc": ["body", "params", *item["loc"]], "msg": item["msg"], "type": item["type"]}
-                for item in error.errors()[:50]
-            ],
-        ) from None
-    dumped: dict[str, Any] = parsed.model_dump(mode="json")
-    return dumped
 
 
 @router.get("/jobs")
@@ -210,7 +246,7 @@ def get_job(job_id: JobId, principal: Reader, session: SessionDep) -> JobOut:
 
 
 @router.post("/jobs/{job_id}/cancel", status_code=202, responses=problems(404, 409))
-def cancel_job(job_id: JobId, principal: Writer, session: SessionDep) -> JobOut:
+def cancel_job(job_id: JobId, principal: Writer, session: WriteSessionDep) -> JobOut:
     """Cancel a queued job at once, or ask a running one to stop (``cancelling``)."""
     job = store.request_cancel(session, tenant_id=principal.tenant_id, job_id=job_id)
     session.commit()
