@@ -36,7 +36,7 @@ __all__ = [
 SCOPES: dict[str, str] = {
     "jobs:read": "list and read the tenant's jobs, their progress, results and events",
     "jobs:write": "submit and cancel jobs",
-    "admin": "everything, including keys of the tenant",
+    "admin": "every scope, present and future",
 }
 """Every scope a key can carry, with what it allows."""
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from privaudit.errors import PrivauditError, all_error_classes
 
@@ -43,6 +44,12 @@ SERVICE_CODES: dict[str, tuple[int, str, str]] = {
     "method_not_allowed": (405, "Method not allowed", "The resource does not support this method."),
     "internal_error": (500, "Internal error", "An unexpected error; the server log has details."),
     "unavailable": (503, "Service unavailable", "A dependency (the database) is not reachable."),
+    "worker_lost": (
+        500,
+        "Job run lost",
+        "A job's run ended without finishing it (its process crashed or was killed, or its "
+        "worker stopped heartbeating). Appears in a job's error, not as an HTTP status.",
+    ),
 }
 
 
@@ -127,6 +134,19 @@ def _for_validation_error(request: Request, error: Exception) -> JSONResponse:
 
 def _for_http_exception(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 400:
+        # FastAPI's "error parsing the body" (bytes that are not UTF-8 JSON): the same
+        # 422 as any other malformed JSON.
+        return problem_response(
+            request,
+            status=422,
+            code="bad_parameter",
+            title="Bad parameter",
+            detail="the request body is not valid UTF-8 JSON",
+        )
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     code = {
         404: "not_found",
         405: "method_not_allowed",
@@ -140,8 +160,18 @@ def _for_http_exception(request: Request, error: Exception) -> JSONResponse:
         code=code,
         title=error_catalog().get(code, {}).get("title", "Error"),
         detail=str(error.detail),
-        headers=dict(error.headers or {}),
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route offers for this path (routes may live in several routers)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _child = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _for_unexpected(request: Request, _error: Exception) -> JSONResponse:

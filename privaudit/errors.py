@@ -3,7 +3,7 @@
 Every error privaudit raises on purpose is a :class:`PrivauditError`. Each class has a
 stable, machine-readable ``code`` (a snake_case string that never changes once
 released); the REST service turns the code into an RFC 9457 problem document whose
-``type`` links to the matching anchor in ``docs/errors.md``, and the CLI prints it.
+``type`` is ``/v1/errors/{code}`` (docs/errors.md lists them all), and the CLI prints it.
 Catch the base class to catch everything; catch a subclass for one kind of failure.
 Where a builtin exception means the same thing, the class also derives from it
 (``ParameterError`` is a ``ValueError``), so ordinary Python code keeps working.

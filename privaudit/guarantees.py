@@ -61,7 +61,7 @@ class PrivacyGuarantee:
     PrivacyGuarantee(pure, ε=1, neighbours: any two inputs of one user)
     >>> g = PrivacyGuarantee.zcdp(0.5, neighbouring="add or remove one stream element")
     >>> round(g.to_approximate(1e-6).epsilon, 4)
-    3.8164
+    5.7565
     """
 
     notion: Notion

@@ -118,30 +118,13 @@ _NOT_IMPORTED = {
     "privaudit.api.migrations.env": "an Alembic script: it runs migrations when imported",
 }
 
-# Docstring examples known to be wrong, with the reason. The xfail is strict, so once
-# the docstring is fixed this test fails until the entry is removed.
-_KNOWN_DOCTEST_FAILURES = {
-    "privaudit.guarantees": (
-        "PrivacyGuarantee docstring expects 3.8164 for zCDP rho=0.5, delta=1e-6; "
-        "the [BS16] conversion rho + 2*sqrt(rho*ln(1/delta)) gives 5.7565"
-    ),
-}
 
-
-def _package_modules() -> list[object]:
+def _package_modules() -> list[str]:
     names = {"privaudit"}
     # walk_packages imports packages (not modules) to recurse; skip any that fail.
     for info in pkgutil.walk_packages(privaudit.__path__, "privaudit.", onerror=lambda _: None):
         names.add(info.name)
-    return [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(reason=_KNOWN_DOCTEST_FAILURES[name], strict=True),
-        )
-        if name in _KNOWN_DOCTEST_FAILURES
-        else name
-        for name in sorted(names)
-    ]
+    return sorted(names)
 
 
 @pytest.mark.parametrize("module_name", _package_modules())

@@ -2,12 +2,12 @@
 
 import asyncio
 import base64
-import binascii
 import json
 import re
+import struct
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -30,6 +30,7 @@ from privaudit.api.jobs.kinds import job_kinds
 from privaudit.api.keys import Principal
 from privaudit.api.models import TERMINAL_STATUSES, Job
 from privaudit.api.routes._responses import problems
+from privaudit.api.routing import JSONSchemaRoute
 from privaudit.api.schemas import (
     JobErrorOut,
     JobKindOut,
@@ -50,13 +51,19 @@ from privaudit.errors import (
     PermissionDeniedError,
 )
 
-router = APIRouter(prefix="/v1", tags=["jobs"], responses=problems(401, 403, 413, 422, 500))
+router = APIRouter(
+    prefix="/v1",
+    tags=["jobs"],
+    responses=problems(401, 403, 413, 422, 500),
+    route_class=JSONSchemaRoute,
+)
 
 Reader = Annotated[Principal, Depends(require_scope("jobs:read"))]
 Writer = Annotated[Principal, Depends(require_scope("jobs:write"))]
 JobId = Annotated[str, "job id"]
 
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+CURSOR_PATTERN = r"^[A-Za-z0-9_\-]{32}$"  # base64url of 8 bytes of time + 16 bytes of id
 
 
 def job_out(job: Job) -> JobOut:
@@ -123,7 +130,10 @@ def submission_body() -> Any:
 def build_submit_router() -> APIRouter:
     """The submission route, built for the job kinds registered when the app is created."""
     submit_router = APIRouter(
-        prefix="/v1", tags=["jobs"], responses=problems(401, 403, 413, 422, 500)
+        prefix="/v1",
+        tags=["jobs"],
+        responses=problems(401, 403, 413, 422, 500),
+        route_class=JSONSchemaRoute,
     )
     body_type = submission_body()
 
@@ -205,7 +215,13 @@ def list_jobs(
     status: JobStatus | None = None,
     kind: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=CURSOR_PATTERN,
+            description="next_cursor of the previous page: jobs created before it.",
+        ),
+    ] = None,
 ) -> JobPage:
     """The tenant's jobs, newest first, with keyset pagination."""
     limit = min(limit, settings.max_page_size)
@@ -224,19 +240,22 @@ def list_jobs(
 
 
 def _encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    micros = int(job.created_at.timestamp() * 1_000_000)
+    raw = struct.pack(">q", micros) + bytes.fromhex(job.id)
+    return base64.urlsafe_b64encode(raw).decode()
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    # Every string of the documented pattern is a valid position (a time and an id), so
+    # any cursor is accepted; one this API issued resumes exactly after its page.
+    raw = base64.urlsafe_b64decode(cursor)
+    (micros,) = struct.unpack(">q", raw[:8])
+    lowest, highest = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), job_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ParameterError(
-            "cursor is not one this API issued; pass next_cursor from the previous page"
-        ) from None
+        created = datetime.fromtimestamp(micros / 1_000_000, UTC)
+    except (OverflowError, OSError, ValueError):
+        created = lowest if micros < 0 else highest
+    return min(max(created, lowest), highest), raw[8:].hex()
 
 
 @router.get("/jobs/{job_id}", responses=problems(404))

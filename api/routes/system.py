@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from privaudit import __version__
 from privaudit.api.deps import SessionDep
-from privaudit.api.problems import error_catalog
+from privaudit.api.problems import error_catalog, problem_response
 from privaudit.api.routes._responses import problems
+from privaudit.api.routing import JSONSchemaRoute
 from privaudit.api.schemas import ErrorCatalogEntry, Health
 from privaudit.errors import NotFoundError
 
-router = APIRouter(prefix="/v1", tags=["system"], responses=problems(413, 422, 500))
+router = APIRouter(
+    prefix="/v1",
+    tags=["system"],
+    responses=problems(413, 422, 500),
+    route_class=JSONSchemaRoute,
+)
 
 
-@router.get("/health", responses=problems(503))
-def health(session: SessionDep) -> Health:
-    """Liveness and database reachability."""
-    session.execute(text("SELECT 1"))
+@router.get("/health", response_model=Health, responses=problems(503))
+def health(request: Request, session: SessionDep) -> Health | JSONResponse:
+    """Liveness and database reachability (503 when the database cannot be reached)."""
+    try:
+        session.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return problem_response(
+            request,
+            status=503,
+            code="unavailable",
+            title="Service unavailable",
+            detail="the database is not reachable; see the server log",
+        )
     return Health(status="ok", version=__version__, database="ok")
 
 
