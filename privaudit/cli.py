@@ -17,6 +17,7 @@ from importlib.metadata import entry_points
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from privaudit import __version__
 from privaudit.errors import PrivauditError
@@ -25,7 +26,7 @@ __all__ = ["app", "build_app", "main"]
 
 ENTRY_POINT_GROUP = "privaudit.cli"
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 def build_app() -> typer.Typer:
@@ -55,19 +56,8 @@ app = build_app()
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; a privaudit error becomes one red line and exit status 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Standalone mode: usage errors print click's message and exit 2 by themselves.
+        app(args=argv)
     except PrivauditError as error:
-        stderr.print(f"[red]error[/red] [{error.code}]: {error.message}")
+        stderr.print(f"[red]error[/red] {escape(f'[{error.code}]')}: {escape(error.message)}")
         sys.exit(2)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except typer.Abort:
-        stderr.print("aborted")
-        sys.exit(130)
-    except Exception as error:  # click usage errors carry their own exit codes
-        from click.exceptions import ClickException
-
-        if isinstance(error, ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
