@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -197,3 +198,16 @@ def test_unknown_job_is_404_problem(client: httpx.Client) -> None:
     assert response.json()["code"] == "not_found"
     described = client.get(response.json()["type"])
     assert described.status_code == 200 and described.json()["status"] == 404
+
+
+def test_a_job_over_the_time_limit_is_killed_and_failed(tmp_path: Path) -> None:
+    server = LiveServer(data_dir=tmp_path / "server", settings={"job_timeout_s": 1.5}).start()
+    try:
+        with server.client(server.create_key("timeouts")) as client:
+            job = submit(client, "test.stubborn", {"steps": 60, "step_s": 1.0}).json()
+            done = wait_for_status(client, job["id"], TERMINAL, timeout=20)
+    finally:
+        server.stop()
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "limit_exceeded"
+    assert "PRIVAUDIT_JOB_TIMEOUT_S" in done["error"]["message"]
