@@ -6,6 +6,7 @@ Registered into the kernel CLI through the ``privaudit.cli`` entry point.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 from typing import Annotated, Any
 
@@ -44,6 +45,9 @@ def serve(
     job_workers: Annotated[
         int | None, typer.Option(help="Job worker processes to start (PRIVAUDIT_JOB_WORKERS).")
     ] = None,
+    http_workers: Annotated[
+        int | None, typer.Option(help="HTTP server processes (PRIVAUDIT_HTTP_WORKERS).")
+    ] = None,
 ) -> None:
     """Run the REST service and its job workers (the main job)."""
     import uvicorn
@@ -52,7 +56,13 @@ def serve(
     from privaudit.api.db import Database, upgrade_schema
     from privaudit.api.jobs.worker import run_worker
 
-    settings = _settings(host=host, port=port, job_workers=job_workers)
+    overrides = {
+        "host": host,
+        "port": port,
+        "job_workers": job_workers,
+        "http_workers": http_workers,
+    }
+    settings = _settings(**overrides)
     database = Database(settings.resolved_database_url)
     upgrade_schema(database)
     database.dispose()
@@ -73,22 +83,38 @@ def serve(
     console.print(
         f"[bold green]privaudit[/] serving at {where} (docs: {where}/docs), "
         f"database {_redacted(settings.resolved_database_url)}, "
-        f"{settings.job_workers} job worker(s)."
+        f"{settings.http_workers} HTTP and {settings.job_workers} job worker process(es)."
     )
     console.print(
         "Get an API key with: [bold]privaudit keys create --tenant NAME[/] "
         "(in a checkout: [bold].venv/bin/privaudit keys create --tenant NAME[/])"
     )
     try:
-        config = uvicorn.Config(
-            create_app(settings, migrate=False),
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
-        uvicorn.Server(config).run()
+        if settings.http_workers == 1:
+            config = uvicorn.Config(
+                create_app(settings, migrate=False),
+                host=settings.host,
+                port=settings.port,
+                log_level="info",
+                access_log=False,
+                timeout_graceful_shutdown=5,
+            )
+            uvicorn.Server(config).run()
+        else:
+            # Each HTTP process builds its app from the environment: pass the overrides on.
+            for name, value in overrides.items():
+                if value is not None:
+                    os.environ[f"PRIVAUDIT_{name.upper()}"] = str(value)
+            uvicorn.run(
+                "privaudit.api.app:create_app",
+                factory=True,
+                workers=settings.http_workers,
+                host=settings.host,
+                port=settings.port,
+                log_level="info",
+                access_log=False,
+                timeout_graceful_shutdown=5,
+            )
     finally:
         for process in workers:
             if process.is_alive() and process.pid is not None:

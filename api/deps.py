@@ -1,13 +1,22 @@
-"""Typed FastAPI dependencies: settings, the database session, the calling tenant."""
+"""Typed FastAPI dependencies: settings, the database, the calling tenant.
+
+Dependencies here are ``async`` and do no blocking work on the event loop except
+when they must: FastAPI runs every plain ``def`` dependency in a worker thread, and
+those hand-offs cost more than the work itself on a small machine. Endpoints open
+their own database connection, so a request makes one thread hand-off in all.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from privaudit.api.db import Database
 from privaudit.api.keys import Principal, authenticate
@@ -15,11 +24,10 @@ from privaudit.api.settings import Settings
 from privaudit.errors import PermissionDeniedError
 
 __all__ = [
+    "AuthCache",
     "DatabaseDep",
     "PrincipalDep",
-    "SessionDep",
     "SettingsDep",
-    "WriteSessionDep",
     "require_scope",
 ]
 
@@ -29,12 +37,52 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def _settings(request: Request) -> Settings:
+class AuthCache:
+    """Principals of recently verified keys, for ``ttl_s`` seconds (0 disables it).
+
+    Entries are keyed by SHA-256 of the whole presented key, so a hit means the same
+    key was verified against the database moments ago. A revoked key stops working
+    within ``ttl_s``. Only valid keys are stored, at most ``max_entries``.
+    """
+
+    def __init__(self, *, ttl_s: float, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+
+    @staticmethod
+    def _key(presented: str) -> bytes:
+        return hashlib.sha256(presented.encode()).digest()
+
+    def get(self, presented: str) -> Principal | None:
+        if self.ttl_s <= 0:
+            return None
+        key = self._key(presented)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, principal = entry
+        if expires < time.monotonic():
+            self._entries.pop(key, None)
+            return None
+        return principal
+
+    def put(self, presented: str, principal: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        key = self._key(presented)
+        self._entries[key] = (time.monotonic() + self.ttl_s, principal)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _database(request: Request) -> Database:
+async def _database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
@@ -43,41 +91,34 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 DatabaseDep = Annotated[Database, Depends(_database)]
 
 
-def _session(database: DatabaseDep) -> Iterator[Session]:
+def _verify(database: Database, presented: str | None) -> Principal:
     with database.sessions() as session:
-        yield session
+        return authenticate(session, presented)
 
 
-def _write_session(database: DatabaseDep) -> Iterator[Session]:
-    with database.write_sessions() as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(_session)]
-"""A session for endpoints that only read."""
-
-WriteSessionDep = Annotated[Session, Depends(_write_session)]
-"""A session for endpoints that read and then write (takes SQLite's write lock up front)."""
-
-
-def _principal(
+async def _principal(
+    request: Request,
     database: DatabaseDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key_header)],
 ) -> Principal:
     presented = bearer.credentials if bearer is not None else api_key
-    # Its own short read transaction, so it never holds up the endpoint's writes.
-    with database.sessions() as session:
-        return authenticate(session, presented)
+    cache: AuthCache = request.app.state.auth_cache
+    if presented and (principal := cache.get(presented)) is not None:
+        return principal
+    principal = await run_in_threadpool(_verify, database, presented)
+    assert presented is not None  # authenticate() refuses a missing key
+    cache.put(presented, principal)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(_principal)]
 
 
-def require_scope(scope: str) -> Callable[[Principal], Principal]:
+def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that returns the principal if its key carries ``scope`` (else 403)."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         if not principal.allows(scope):
             raise PermissionDeniedError(
                 f"this API key lacks the scope {scope!r}; create a key with "

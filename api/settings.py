@@ -45,11 +45,23 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
     )
+    auth_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a verified API key is trusted without a database read; "
+        "a revoked key stops working within this time (0: check every request).",
+    )
     max_page_size: int = Field(default=200, ge=1, le=10_000)
     max_params_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Largest JSON params of one job."
     )
 
+    http_workers: int = Field(
+        default=1, ge=1, le=64, description="HTTP server processes started by `serve`."
+    )
+    http_threads: int = Field(
+        default=4, ge=1, le=256, description="Threads per HTTP process for blocking work."
+    )
     job_workers: int = Field(
         default=1, ge=0, le=64, description="Job worker processes started by `serve`."
     )
@@ -59,6 +71,9 @@ class Settings(BaseSettings):
     job_plugins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Extra modules to import in the service and workers; they register job kinds.",
+    )
+    job_nice: int = Field(
+        default=5, ge=0, le=19, description="Niceness added to job processes (0: none)."
     )
     job_max_attempts: int = Field(default=3, ge=1, le=100)
     job_timeout_s: float = Field(default=24 * 3600.0, gt=0)

@@ -8,24 +8,25 @@ heartbeat) can no longer change it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Table, and_, bindparam, case, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from privaudit.api.db import Database, immediate_transaction, utcnow
 from privaudit.api.jobs.kinds import JobKind, job_kinds
-from privaudit.api.models import TERMINAL_STATUSES, Job
+from privaudit.api.models import TERMINAL_STATUSES, Job, JSONType
 from privaudit.errors import ConflictError, NotFoundError
 
 __all__ = [
     "ClaimedJob",
+    "JobRow",
     "claim_next",
     "finish",
     "get_job",
@@ -48,86 +49,101 @@ def params_digest(kind: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+JobRow = Row[Any]
+"""A row of the jobs table (attribute access by column name)."""
+
+_JOBS = cast(Table, Job.__table__)
+
+
 def submit(
-    session: Session,
+    connection: Connection,
     *,
     tenant_id: str,
     kind: JobKind,
     params: dict[str, Any],
     idempotency_key: str | None,
     max_attempts: int,
-) -> tuple[Job, bool]:
+) -> tuple[JobRow, bool]:
     """Queue a job; returns ``(job, created)``.
 
-    With an ``idempotency_key`` already used by this tenant for the same kind and
-    params, the existing job is returned (``created`` false); with different ones, a
-    :class:`ConflictError` is raised.
+    One ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: with an ``idempotency_key``
+    this tenant already used for the same kind and params, the existing job is returned
+    (``created`` false); with different ones, a :class:`ConflictError` is raised.
     """
     digest = params_digest(kind.name, params)
-    if idempotency_key is not None:
-        existing = _by_idempotency_key(session, tenant_id, idempotency_key)
-        if existing is not None:
-            return _replay(existing, digest, idempotency_key), False
     now = utcnow()
-    job = Job(
-        id=uuid.uuid4().hex,
-        tenant_id=tenant_id,
-        kind=kind.name,
-        params=params,
-        params_sha256=digest,
-        status="queued",
-        resumable=kind.resumable,
-        attempts=0,
-        max_attempts=max_attempts,
-        idempotency_key=idempotency_key,
-        created_at=now,
-        updated_at=now,
-    )
-    try:
-        with session.begin_nested():
-            session.add(job)
-    except IntegrityError:
-        # Another request with the same key won the race: answer with its job.
-        existing = _by_idempotency_key(session, tenant_id, idempotency_key)
-        if existing is None or idempotency_key is None:  # pragma: no cover - only this key
-            raise
-        return _replay(existing, digest, idempotency_key), False
-    return job, True
-
-
-def _by_idempotency_key(session: Session, tenant_id: str, key: str | None) -> Job | None:
-    return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
-
-
-def _replay(existing: Job, digest: str, key: str) -> Job:
+    values = {
+        "id": uuid.uuid4().hex,
+        "tenant_id": tenant_id,
+        "kind": kind.name,
+        "params": params,
+        "params_sha256": digest,
+        "status": "queued",
+        "progress": None,
+        "result_ref": None,
+        "error": None,
+        "resumable": kind.resumable,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "idempotency_key": idempotency_key,
+        "lease_id": None,
+        "worker_id": None,
+        "heartbeat_at": None,
+        "created_at": now,
+        "updated_at": now,
+        "started_at": None,
+        "finished_at": None,
+    }
+    statement = _insert_statement(connection.dialect.name, idempotent=idempotency_key is not None)
+    row = connection.execute(statement, values).first()
+    if row is not None:
+        return row, True
+    assert idempotency_key is not None  # only the idempotency constraint can conflict
+    existing = connection.execute(
+        select(_JOBS).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
+    ).one()
     if existing.params_sha256 != digest:
         raise ConflictError(
-            f"Idempotency-Key {key!r} was already used for a different request (job "
-            f"{existing.id}); use a new key for a new job",
+            f"Idempotency-Key {idempotency_key!r} was already used for a different request "
+            f"(job {existing.id}); use a new key for a new job",
             job_id=existing.id,
         )
-    return existing
+    return existing, False
 
 
-def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job:
+@functools.cache
+def _insert_statement(dialect: str, *, idempotent: bool) -> Any:
+    # Built once: constructing a statement per request costs more than executing it.
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_JOBS)
+    if idempotent:
+        insert = insert.on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+    return insert.returning(*_JOBS.columns)
+
+
+_GET_JOB = select(_JOBS).where(
+    Job.id == bindparam("job_id"), Job.tenant_id == bindparam("tenant_id")
+)
+
+
+def get_job(connection: Connection, *, tenant_id: str, job_id: str) -> JobRow:
     """The tenant's job ``job_id``; another tenant's job is :class:`NotFoundError` too."""
-    job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
-    if job is None:
+    row = connection.execute(_GET_JOB, {"job_id": job_id, "tenant_id": tenant_id}).first()
+    if row is None:
         raise NotFoundError(f"no job {job_id!r} in this tenant", job_id=job_id)
-    return job
+    return row
 
 
 def list_jobs(
-    session: Session,
+    connection: Connection,
     *,
     tenant_id: str,
     status: str | None,
     kind: str | None,
     limit: int,
     before: tuple[datetime, str] | None,
-) -> list[Job]:
+) -> list[JobRow]:
     """The tenant's jobs, newest first, after the keyset cursor ``before``."""
-    query = select(Job).where(Job.tenant_id == tenant_id)
+    query = select(_JOBS).where(Job.tenant_id == tenant_id)
     if status is not None:
         query = query.where(Job.status == status)
     if kind is not None:
@@ -138,26 +154,34 @@ def list_jobs(
             or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
         )
     query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
-    return list(session.scalars(query))
+    return list(connection.execute(query).all())
 
 
-def request_cancel(session: Session, *, tenant_id: str, job_id: str) -> Job:
+def request_cancel(connection: Connection, *, tenant_id: str, job_id: str) -> JobRow:
     """Cancel a queued job now, or ask a running one to stop (status ``cancelling``)."""
-    job = get_job(session, tenant_id=tenant_id, job_id=job_id)
     now = utcnow()
-    if job.status == "queued":
-        job.status, job.finished_at = "cancelled", now
-        job.error = {"code": "job_cancelled", "message": "cancelled before it started"}
-    elif job.status == "running":
-        job.status = "cancelling"
-    elif job.status in TERMINAL_STATUSES:
-        raise ConflictError(
-            f"job {job_id} already {job.status}; only queued or running jobs can be cancelled",
-            status=job.status,
+    owned = and_(Job.id == job_id, Job.tenant_id == tenant_id)
+    cancelled_error = {"code": "job_cancelled", "message": "cancelled before it started"}
+    row = connection.execute(
+        update(Job)
+        .where(owned, Job.status.in_(("queued", "running", "cancelling")))
+        .values(
+            status=case((Job.status == "queued", "cancelled"), else_="cancelling"),
+            finished_at=case((Job.status == "queued", now), else_=Job.finished_at),
+            error=case(
+                (Job.status == "queued", literal(cancelled_error, JSONType)), else_=Job.error
+            ),
+            updated_at=now,
         )
-    job.updated_at = now
-    session.flush()
-    return job
+        .returning(*_JOBS.columns)
+    ).first()
+    if row is not None:
+        return row
+    job = get_job(connection, tenant_id=tenant_id, job_id=job_id)
+    raise ConflictError(
+        f"job {job_id} already {job.status}; only queued or running jobs can be cancelled",
+        status=job.status,
+    )
 
 
 # --- worker side ------------------------------------------------------------------
@@ -228,7 +252,7 @@ def heartbeat(database: Database, leases: dict[str, str]) -> dict[str, str]:
     held = and_(
         Job.id.in_(list(leases)), Job.status.in_(ACTIVE_STATUSES), Job.lease_id.in_(leases.values())
     )
-    with database.engine.begin() as connection:
+    with database.write_transaction() as connection:
         rows = connection.execute(
             update(Job)
             .where(held)
@@ -245,17 +269,14 @@ def report_progress(
     lease was lost."""
     now = utcnow()
     held = and_(Job.id == job_id, Job.lease_id == lease_id, Job.status.in_(ACTIVE_STATUSES))
-    with database.engine.begin() as connection:
-        if progress is None:
-            status = connection.scalar(select(Job.status).where(held))
-        else:
-            progress = {**progress, "updated_at": now.isoformat()}
-            status = connection.scalar(
-                update(Job)
-                .where(held)
-                .values(progress=progress, updated_at=now)
-                .returning(Job.status)
-            )
+    if progress is None:
+        with database.engine.connect() as connection:
+            return connection.scalar(select(Job.status).where(held))
+    progress = {**progress, "updated_at": now.isoformat()}
+    with database.write_transaction() as connection:
+        status = connection.scalar(
+            update(Job).where(held).values(progress=progress, updated_at=now).returning(Job.status)
+        )
     return status
 
 
@@ -271,7 +292,7 @@ def finish(
     """Move a leased job to a terminal status; returns whether the lease still held."""
     assert status in TERMINAL_STATUSES
     now = utcnow()
-    with database.engine.begin() as connection:
+    with database.write_transaction() as connection:
         updated = connection.execute(
             update(Job)
             .where(Job.id == job_id, Job.lease_id == lease_id, Job.status.in_(ACTIVE_STATUSES))

@@ -15,20 +15,14 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field, create_model
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from privaudit.api.deps import (
-    DatabaseDep,
-    SessionDep,
-    SettingsDep,
-    WriteSessionDep,
-    require_scope,
-)
+from privaudit.api.deps import DatabaseDep, SettingsDep, require_scope
 from privaudit.api.jobs import store
+from privaudit.api.jobs.batching import SubmissionWriter
 from privaudit.api.jobs.kinds import job_kinds
 from privaudit.api.keys import Principal
-from privaudit.api.models import TERMINAL_STATUSES, Job
+from privaudit.api.models import TERMINAL_STATUSES
 from privaudit.api.routes._responses import problems
 from privaudit.api.routing import JSONSchemaRoute
 from privaudit.api.schemas import (
@@ -66,7 +60,7 @@ IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 CURSOR_PATTERN = r"^[A-Za-z0-9_\-]{32}$"  # base64url of 8 bytes of time + 16 bytes of id
 
 
-def job_out(job: Job) -> JobOut:
+def job_out(job: store.JobRow) -> JobOut:
     """The public view of a job row."""
     base = f"/v1/jobs/{job.id}"
     return JobOut(
@@ -102,6 +96,18 @@ def list_job_kinds(_principal: Reader) -> list[JobKindOut]:
         )
         for kind in (job_kinds.get(name) for name in job_kinds.names())
     ]
+
+
+def json_response(
+    model: BaseModel, *, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """Serialise a response model once (FastAPI would validate it again first)."""
+    return Response(
+        model.model_dump_json(),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 def submission_body() -> Any:
@@ -140,17 +146,17 @@ def build_submit_router() -> APIRouter:
     @submit_router.post(
         "/jobs",
         status_code=202,
+        response_model=JobOut,
         responses={
             200: {"model": JobOut, "description": "Replay of an earlier submission (same key)"},
             **problems(409),
         },
     )
-    def submit_job(
+    async def submit_job(
+        request: Request,
         submission: Annotated[body_type, Body()],  # type: ignore[valid-type]
         principal: Writer,
-        session: WriteSessionDep,
         settings: SettingsDep,
-        response: Response,
         idempotency_key: Annotated[
             str | None,
             Header(
@@ -159,21 +165,20 @@ def build_submit_router() -> APIRouter:
                 description="Retrying with the same key returns the first job, not a new one.",
             ),
         ] = None,
-    ) -> JobOut:
+    ) -> Response:
         """Queue a job. Answers 202 with a ``Location`` to poll; a replayed key answers 200."""
-        return _submit(submission, principal, session, settings, response, idempotency_key)
+        return await _submit(request, submission, principal, settings, idempotency_key)
 
     return submit_router
 
 
-def _submit(
+async def _submit(
+    request: Request,
     submission: Any,
     principal: Principal,
-    session: Session,
     settings: Settings,
-    response: Response,
     idempotency_key: str | None,
-) -> JobOut:
+) -> Response:
     try:
         kind = job_kinds.get(submission.kind)
     except NotFoundError as error:
@@ -191,26 +196,25 @@ def _submit(
             f"params take {size} bytes of JSON; the limit is {settings.max_params_bytes} "
             "(PRIVAUDIT_MAX_PARAMS_BYTES). Upload large inputs as artifacts instead."
         )
-    job, created = store.submit(
-        session,
+    writer: SubmissionWriter = request.app.state.submissions
+    job, created = await writer.submit(
         tenant_id=principal.tenant_id,
         kind=kind,
         params=params,
         idempotency_key=idempotency_key,
         max_attempts=settings.job_max_attempts,
     )
-    session.commit()
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    response.headers["Retry-After"] = "1"
-    if not created:
-        response.status_code = 200
-    return job_out(job)
+    return json_response(
+        job_out(job),
+        status_code=202 if created else 200,
+        headers={"Location": f"/v1/jobs/{job.id}", "Retry-After": "1"},
+    )
 
 
-@router.get("/jobs")
+@router.get("/jobs", response_model=JobPage)
 def list_jobs(
     principal: Reader,
-    session: SessionDep,
+    database: DatabaseDep,
     settings: SettingsDep,
     status: JobStatus | None = None,
     kind: Annotated[str | None, Query(max_length=64)] = None,
@@ -222,24 +226,25 @@ def list_jobs(
             description="next_cursor of the previous page: jobs created before it.",
         ),
     ] = None,
-) -> JobPage:
+) -> Response:
     """The tenant's jobs, newest first, with keyset pagination."""
     limit = min(limit, settings.max_page_size)
-    jobs = store.list_jobs(
-        session,
-        tenant_id=principal.tenant_id,
-        status=status,
-        kind=kind,
-        limit=limit + 1,
-        before=_decode_cursor(cursor) if cursor else None,
-    )
+    with database.engine.connect() as connection:
+        jobs = store.list_jobs(
+            connection,
+            tenant_id=principal.tenant_id,
+            status=status,
+            kind=kind,
+            limit=limit + 1,
+            before=_decode_cursor(cursor) if cursor else None,
+        )
     more = len(jobs) > limit
     jobs = jobs[:limit]
     next_cursor = _encode_cursor(jobs[-1]) if more and jobs else None
-    return JobPage(items=[job_out(job) for job in jobs], next_cursor=next_cursor)
+    return json_response(JobPage(items=[job_out(job) for job in jobs], next_cursor=next_cursor))
 
 
-def _encode_cursor(job: Job) -> str:
+def _encode_cursor(job: store.JobRow) -> str:
     micros = int(job.created_at.timestamp() * 1_000_000)
     raw = struct.pack(">q", micros) + bytes.fromhex(job.id)
     return base64.urlsafe_b64encode(raw).decode()
@@ -258,18 +263,25 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     return min(max(created, lowest), highest), raw[8:].hex()
 
 
-@router.get("/jobs/{job_id}", responses=problems(404))
-def get_job(job_id: JobId, principal: Reader, session: SessionDep) -> JobOut:
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=problems(404))
+def get_job(job_id: JobId, principal: Reader, database: DatabaseDep) -> Response:
     """One job: status, progress with ETA, error, links."""
-    return job_out(store.get_job(session, tenant_id=principal.tenant_id, job_id=job_id))
+    with database.engine.connect() as connection:
+        job = store.get_job(connection, tenant_id=principal.tenant_id, job_id=job_id)
+    return json_response(job_out(job))
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202, responses=problems(404, 409))
-def cancel_job(job_id: JobId, principal: Writer, session: WriteSessionDep) -> JobOut:
+@router.post(
+    "/jobs/{job_id}/cancel",
+    status_code=202,
+    response_model=JobOut,
+    responses=problems(404, 409),
+)
+def cancel_job(job_id: JobId, principal: Writer, database: DatabaseDep) -> Response:
     """Cancel a queued job at once, or ask a running one to stop (``cancelling``)."""
-    job = store.request_cancel(session, tenant_id=principal.tenant_id, job_id=job_id)
-    session.commit()
-    return job_out(job)
+    with database.write_transaction() as connection:
+        job = store.request_cancel(connection, tenant_id=principal.tenant_id, job_id=job_id)
+    return json_response(job_out(job), status_code=202)
 
 
 @router.get(
@@ -278,10 +290,11 @@ def cancel_job(job_id: JobId, principal: Writer, session: WriteSessionDep) -> Jo
     responses={200: {"content": {"application/json": {}}}, **problems(404, 409)},
 )
 def get_result(
-    job_id: JobId, principal: Reader, session: SessionDep, settings: SettingsDep
+    job_id: JobId, principal: Reader, database: DatabaseDep, settings: SettingsDep
 ) -> FileResponse:
     """The result document of a succeeded job."""
-    job = store.get_job(session, tenant_id=principal.tenant_id, job_id=job_id)
+    with database.engine.connect() as connection:
+        job = store.get_job(connection, tenant_id=principal.tenant_id, job_id=job_id)
     if job.status != "succeeded" or not job.result_ref:
         raise ConflictError(f"job {job_id} is {job.status}; a result exists once it succeeded")
     path = _tenant_artifact(settings.artifacts_dir, principal.tenant_id, job.result_ref)
@@ -296,8 +309,9 @@ def _tenant_artifact(root: Path, tenant_id: str, ref: str) -> Path:
     return path
 
 
-def _tenant_job_checked(job_id: JobId, principal: Reader, session: SessionDep) -> str:
-    store.get_job(session, tenant_id=principal.tenant_id, job_id=job_id)
+def _tenant_job_checked(job_id: JobId, principal: Reader, database: DatabaseDep) -> str:
+    with database.engine.connect() as connection:
+        store.get_job(connection, tenant_id=principal.tenant_id, job_id=job_id)
     return principal.tenant_id
 
 
@@ -317,8 +331,8 @@ async def job_events(
     after the terminal status. Poll ``GET /v1/jobs/{id}`` where SSE is not an option."""
 
     def read() -> JobOut:
-        with database.sessions() as session:
-            return job_out(store.get_job(session, tenant_id=tenant_id, job_id=job_id))
+        with database.engine.connect() as connection:
+            return job_out(store.get_job(connection, tenant_id=tenant_id, job_id=job_id))
 
     deadline = time.monotonic() + settings.sse_max_duration_s
     last_seen: datetime | None = None

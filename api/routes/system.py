@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from privaudit import __version__
-from privaudit.api.deps import SessionDep
+from privaudit.api.deps import DatabaseDep
 from privaudit.api.problems import error_catalog, problem_response
 from privaudit.api.routes._responses import problems
 from privaudit.api.routing import JSONSchemaRoute
@@ -24,10 +24,11 @@ router = APIRouter(
 
 
 @router.get("/health", response_model=Health, responses=problems(503))
-def health(request: Request, session: SessionDep) -> Health | JSONResponse:
+def health(request: Request, database: DatabaseDep) -> Health | JSONResponse:
     """Liveness and database reachability (503 when the database cannot be reached)."""
     try:
-        session.execute(text("SELECT 1"))
+        with database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
     except SQLAlchemyError:
         return problem_response(
             request,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from live import LiveServer, wait_for_status
@@ -47,7 +49,7 @@ def test_x_api_key_header_works_too(server: LiveServer, tenant_a_key: str) -> No
     assert response.status_code == 200
 
 
-def test_revoked_key_is_401(server: LiveServer) -> None:
+def test_revoked_key_is_401_once_the_auth_cache_expires(server: LiveServer) -> None:
     from privaudit.api.db import Database
     from privaudit.api.keys import revoke_key
 
@@ -58,6 +60,11 @@ def test_revoked_key_is_401(server: LiveServer) -> None:
         with database.session() as session:
             assert revoke_key(session, key.split("_")[1])
         database.dispose()
+        revoked_at = time.monotonic()
+        # Verified keys are trusted for PRIVAUDIT_AUTH_CACHE_TTL_S (1 s in these tests).
+        while client.get("/v1/jobs").status_code == 200:
+            assert time.monotonic() - revoked_at < 1.5, "revocation ignored past the TTL"
+            time.sleep(0.05)
         assert client.get("/v1/jobs").status_code == 401
 
 

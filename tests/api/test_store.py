@@ -58,10 +58,10 @@ def _tenant(database: Database) -> str:
 
 def _queue(database: Database, tenant_id: str, kind: JobKind, count: int) -> list[str]:
     ids = []
-    with database.session() as session:
+    with database.write_transaction() as connection:
         for _ in range(count):
             job, created = store.submit(
-                session,
+                connection,
                 tenant_id=tenant_id,
                 kind=kind,
                 params={},
@@ -134,9 +134,9 @@ def test_stale_jobs_follow_their_kind(database: Database) -> None:
     assert store.claim_next(database, worker_id="w") is not None
     time.sleep(0.05)
     assert store.reap_stale(database, stale_after_s=0.01) == {resumable: "failed"}
-    with database.session() as session:
+    with database.engine.connect() as connection:
         errors = {
-            job_id: store.get_job(session, tenant_id=tenant, job_id=job_id).error
+            job_id: store.get_job(connection, tenant_id=tenant, job_id=job_id).error
             for job_id in (resumable, fragile)
         }
     assert "gave up after 2 attempts" in errors[resumable]["message"]  # type: ignore[index]

@@ -55,6 +55,7 @@ class LiveServer:
             "PRIVAUDIT_POLL_INTERVAL_S": "0.05",
             "PRIVAUDIT_SSE_POLL_INTERVAL_S": "0.05",
             "PRIVAUDIT_CANCEL_GRACE_S": "1.0",
+            "PRIVAUDIT_AUTH_CACHE_TTL_S": "1.0",
         }
         env.update({f"PRIVAUDIT_{key.upper()}": str(value) for key, value in self.settings.items()})
         return env
