@@ -26,7 +26,6 @@ from privaudit.errors import PermissionDeniedError
 __all__ = [
     "AuthCache",
     "DatabaseDep",
-    "PrincipalDep",
     "SettingsDep",
     "require_scope",
 ]
@@ -98,27 +97,33 @@ def _verify(database: Database, presented: str | None) -> Principal:
 
 async def _principal(
     request: Request,
-    database: DatabaseDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-    api_key: Annotated[str | None, Security(_api_key_header)],
+    bearer: HTTPAuthorizationCredentials | None,
+    api_key: str | None,
 ) -> Principal:
     presented = bearer.credentials if bearer is not None else api_key
     cache: AuthCache = request.app.state.auth_cache
     if presented and (principal := cache.get(presented)) is not None:
         return principal
-    principal = await run_in_threadpool(_verify, database, presented)
+    principal = await run_in_threadpool(_verify, request.app.state.database, presented)
     assert presented is not None  # authenticate() refuses a missing key
     cache.put(presented, principal)
     return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(_principal)]
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates the caller and checks that its key carries
+    ``scope``: 401 without a valid key, 403 without the scope.
 
+    One flat dependency on purpose: each level of FastAPI's dependency tree costs as
+    much as the key check itself.
+    """
 
-def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency that returns the principal if its key carries ``scope`` (else 403)."""
-
-    async def check(principal: PrincipalDep) -> Principal:
+    async def authorize(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+        api_key: Annotated[str | None, Security(_api_key_header)],
+    ) -> Principal:
+        principal = await _principal(request, bearer, api_key)
         if not principal.allows(scope):
             raise PermissionDeniedError(
                 f"this API key lacks the scope {scope!r}; create a key with "
@@ -127,4 +132,4 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
             )
         return principal
 
-    return check
+    return authorize

@@ -73,7 +73,10 @@ class Settings(BaseSettings):
         description="Extra modules to import in the service and workers; they register job kinds.",
     )
     job_nice: int = Field(
-        default=5, ge=0, le=19, description="Niceness added to job processes (0: none)."
+        default=5,
+        ge=0,
+        le=19,
+        description="Niceness added to workers and their job processes (0: none).",
     )
     job_max_attempts: int = Field(default=3, ge=1, le=100)
     job_timeout_s: float = Field(default=24 * 3600.0, gt=0)

@@ -2,7 +2,7 @@
 
 Starts a real ``privaudit serve`` in a subprocess (SQLite in a temporary data dir, a
 no-op job kind from ``_bench_kinds``), creates an API key, and drives it from this
-process with closed-loop ``httpx`` clients on loopback: each client sends its next
+process with closed-loop clients on loopback: each client sends its next
 request as soon as the previous one is answered. Two operations are measured, at each
 concurrency level (1 and 16 clients by default):
 
@@ -21,14 +21,14 @@ by a fixed measuring window; only responses that arrive inside the window count.
 Clients and servers share this machine's cores: the table shows the CPU the server's
 process tree, the client and everything else on the machine used in each window, so a
 client-bound cell, or one disturbed by other programs, can be recognised. The default
-client is one ``httpx.AsyncClient`` per virtual client; ``--client raw`` uses a minimal
-HTTP/1.1 client that costs a small fraction of httpx's CPU, which matters when the
-anchor is fast enough for httpx to become the bottleneck.
+client is a minimal HTTP/1.1 client (``--client raw``) that costs a small fraction of
+httpx's CPU: with httpx the load generator saturates first on a 2-core machine.
+``--client httpx`` uses one ``httpx.AsyncClient`` per virtual client.
 
 Run from the repository root::
 
     PYTHONSAFEPATH=1 .venv/bin/python benchmarks/api_throughput.py --seconds 5
-    PYTHONSAFEPATH=1 .venv/bin/python benchmarks/api_throughput.py --client raw
+    PYTHONSAFEPATH=1 .venv/bin/python benchmarks/api_throughput.py --client httpx
 
 Prints a table and writes ``benchmarks/results/api_throughput.json`` (``--output``);
 ``--profile-dir DIR`` also samples the service with py-spy during the busiest cells.
@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import importlib.util
 import json
 import os
 import platform
@@ -53,7 +52,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections import Counter
 from collections.abc import Coroutine, Iterator
 from dataclasses import asdict, dataclass, field
@@ -387,22 +385,6 @@ class RawClient:
 
 
 CLIENTS: dict[str, type[HttpxClient] | type[RawClient]] = {"httpx": HttpxClient, "raw": RawClient}
-
-
-def _avoid_failed_sniffio_imports() -> bool:
-    """Make httpcore's per-request ``import sniffio`` cheap when sniffio is not installed.
-
-    anyio >= 4.11 no longer pulls in sniffio, and httpcore 1.0.9 imports it inside
-    ``current_async_library()`` on every lock it sets up; a failed import is not cached,
-    so each one walks sys.path again (encode/httpcore#1103). This process only runs on
-    asyncio, so a stand-in module that says so is exact. Returns whether it was needed.
-    """
-    if "sniffio" in sys.modules or importlib.util.find_spec("sniffio") is not None:
-        return False
-    stand_in = types.ModuleType("sniffio")
-    stand_in.current_async_library = lambda: "asyncio"  # type: ignore[attr-defined]
-    sys.modules["sniffio"] = stand_in
-    return True
 
 
 async def run_cell(
@@ -846,9 +828,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--client",
         choices=sorted(CLIENTS),
-        default="httpx",
-        help="load generator: httpx.AsyncClient per virtual client (default), or a minimal "
-        "HTTP/1.1 client over asyncio streams that costs the shared CPU far less",
+        default="raw",
+        help="load generator: a minimal HTTP/1.1 client over asyncio streams (default; it "
+        "leaves the shared CPU to the servers), or httpx.AsyncClient per virtual client",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file")
     parser.add_argument(
@@ -871,7 +853,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sniffio_stand_in = args.client == "httpx" and _avoid_failed_sniffio_imports()
     _install_stop_handlers()
     servers: list[Server] = []
     workdir = Path(tempfile.mkdtemp(prefix="privaudit-bench-"))
@@ -941,7 +922,6 @@ def main(argv: list[str] | None = None) -> int:
                 else "minimal HTTP/1.1 keep-alive client over asyncio streams"
             )
             + "; all virtual clients in one process on uvloop, closed loop, 127.0.0.1",
-            "client_sniffio_stand_in": sniffio_stand_in,
             "request_bodies": {"submit": json.loads(BODY)},
             "window": "a response counts if it arrives inside the window; req/s = 2xx in "
             "window / window length",

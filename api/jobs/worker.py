@@ -182,6 +182,10 @@ class Worker:
 def run_worker(settings_json: dict[str, Any], *, install_signals: bool = True) -> None:
     """Entry point of a worker process (``privaudit worker`` or spawned by ``serve``)."""
     settings = Settings.model_validate(settings_json)
+    if settings.job_nice:
+        # On a small host, requests go before jobs: the worker, its fork server and every
+        # job process it starts inherit this niceness.
+        os.nice(settings.job_nice)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     load_job_modules(settings.job_plugins)
     worker = Worker(settings)
@@ -199,8 +203,6 @@ def run_job_process(job_id: str, lease_id: str, settings_json: dict[str, Any]) -
     """Entry point of a job process: run one leased job to a terminal status."""
     die_with_parent()
     settings = Settings.model_validate(settings_json)
-    if settings.job_nice:
-        os.nice(settings.job_nice)  # on a small host, requests go before long jobs
     database = Database(settings.resolved_database_url, pooled=False)
     try:
         _run_job(database, settings, job_id, lease_id)

@@ -156,7 +156,6 @@ def build_submit_router() -> APIRouter:
         request: Request,
         submission: Annotated[body_type, Body()],  # type: ignore[valid-type]
         principal: Writer,
-        settings: SettingsDep,
         idempotency_key: Annotated[
             str | None,
             Header(
@@ -167,6 +166,7 @@ def build_submit_router() -> APIRouter:
         ] = None,
     ) -> Response:
         """Queue a job. Answers 202 with a ``Location`` to poll; a replayed key answers 200."""
+        settings: Settings = request.app.state.settings
         return await _submit(request, submission, principal, settings, idempotency_key)
 
     return submit_router
