@@ -89,6 +89,7 @@ def test_markdown_python_blocks(relative: str, monkeypatch: pytest.MonkeyPatch) 
     module.__file__ = str(path)
     # A real module, so dataclasses, pydantic and pickling can find the namespace.
     monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.chdir(ROOT)  # blocks run where a reader of a checkout runs them
     for block in blocks:
         failure = _run_block(path, block, module.__dict__)
         if failure is not None:
