@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -83,10 +84,18 @@ class Worker:
                     last_beat = now
                 started = self._start_new()
                 if not started:
-                    self.stop_event.wait(interval)
+                    self._wait(interval)
         finally:
             self._shutdown()
             self.database.dispose()
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a job process exits (its slot frees at once) or ``timeout``."""
+        sentinels = [run.process.sentinel for run in self.running.values()]
+        if sentinels:
+            multiprocessing.connection.wait(sentinels, timeout=timeout)
+        else:
+            self.stop_event.wait(timeout)
 
     def _start_new(self) -> bool:
         started = False
