@@ -1,0 +1,31 @@
+"""Local differential privacy: frequency oracles on one engine.
+
+Every protocol is a :class:`FrequencyOracle` with the same keyword-only constructor
+``Proto(*, k, epsilon, ...)`` and the same methods: ``randomize`` (vectorised over
+users, secure randomness by default), ``estimate`` (unbiased; optional biased
+post-processing), ``aggregator`` (streaming, mergeable), ``variance`` (closed form),
+``bits_per_report``, ``guarantee`` and ``reconstruction_success``.
+"""
+
+from privaudit.mechanisms.ldp._engine import (
+    Aggregator,
+    FrequencyOracle,
+    Reports,
+    project_to_simplex,
+)
+from privaudit.mechanisms.ldp._grr import GRR
+from privaudit.mechanisms.ldp._subset import SubsetSelection, subset_parameters
+from privaudit.mechanisms.ldp._unary import OUE, SUE, UnaryEncoding
+
+__all__ = [
+    "GRR",
+    "OUE",
+    "SUE",
+    "Aggregator",
+    "FrequencyOracle",
+    "Reports",
+    "SubsetSelection",
+    "UnaryEncoding",
+    "project_to_simplex",
+    "subset_parameters",
+]
