@@ -37,11 +37,14 @@ import numpy.typing as npt
 
 from privaudit.errors import DataError, ParameterError
 from privaudit.guarantees import PrivacyGuarantee
+from privaudit.mechanisms.ldp import _wire
+from privaudit.mechanisms.ldp._wire import Field
 from privaudit.randomness import RandomSource, resolve_rng
 
 __all__ = [
     "LOCAL_NEIGHBOURS",
     "Aggregator",
+    "Field",
     "FrequencyOracle",
     "PostProcess",
     "Reports",
@@ -178,6 +181,76 @@ class FrequencyOracle(ABC):
         """Length of the statistics vector (``k`` unless the protocol says otherwise)."""
         return self.k
 
+    def report_schema(self) -> list[Field]:
+        """The fields of a report batch: name, values per report, value range."""
+        raise NotImplementedError(f"{type(self).__name__} does not define its report schema")
+
+    # --- reports in and out ------------------------------------------------------------
+
+    def validate_reports(self, reports: Reports) -> Reports:
+        """Check a batch against this protocol's schema (shapes, integer types, ranges).
+
+        Raises
+        ------
+        DataError
+            Saying which field is wrong and how.
+        """
+        if not isinstance(reports, Reports):
+            raise DataError(f"expected a Reports batch, got {type(reports).__name__}")
+        if reports.fingerprint != self.fingerprint():
+            raise DataError(
+                f"these reports were made by {reports.fingerprint}, not by {self.fingerprint()}"
+            )
+        schema = self.report_schema()
+        if set(reports.arrays) != {field.name for field in schema}:
+            raise DataError(
+                f"a {self.name} batch has fields {[f.name for f in schema]}; "
+                f"got {sorted(reports.arrays)}"
+            )
+        sizes = set()
+        for field in schema:
+            array = reports.arrays[field.name]
+            expected_ndim = 2 if field.columns else 1
+            if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.integer):
+                raise DataError(f"field {field.name!r} must be an integer array")
+            if array.ndim != expected_ndim or (field.columns and array.shape[1] != field.columns):
+                raise DataError(
+                    f"field {field.name!r} must have shape (n, {field.columns or ''}); "
+                    f"got {array.shape}"
+                )
+            if array.size and (array.min() < field.low or array.max() > field.high):
+                raise DataError(
+                    f"field {field.name!r} must lie in [{field.low}, {field.high}]; found "
+                    f"values in [{int(array.min())}, {int(array.max())}]"
+                )
+            sizes.add(array.shape[0])
+        if len(sizes) != 1:
+            raise DataError(f"fields disagree on the number of reports: {sorted(sizes)}")
+        return reports
+
+    def encode(self, reports: Reports) -> bytes:
+        """The compact, versioned binary form of a batch (see :mod:`._wire`)."""
+        self.validate_reports(reports)
+        return _wire.encode(self.fingerprint(), reports.n, self.report_schema(), reports.arrays)
+
+    def decode(self, data: bytes, *, max_reports: int = 10_000_000) -> Reports:
+        """Read a batch encoded by :meth:`encode`; untrusted input is safe to pass.
+
+        Raises
+        ------
+        DataError
+            If the bytes are malformed or were made by another protocol or parameters.
+        LimitExceededError
+            If the batch holds more than ``max_reports`` reports.
+        """
+        _n, arrays = _wire.decode(
+            data,
+            fingerprint=self.fingerprint(),
+            schema=self.report_schema(),
+            max_reports=max_reports,
+        )
+        return self.validate_reports(Reports(self.name, self.fingerprint(), arrays))
+
     # --- the engine ------------------------------------------------------------------
 
     @property
@@ -216,13 +289,7 @@ class FrequencyOracle(ABC):
 
     def statistics(self, reports: Reports) -> IntArray:
         """The additive sufficient statistics of a batch (checked against this protocol)."""
-        if not isinstance(reports, Reports):
-            raise DataError(f"expected a Reports batch, got {type(reports).__name__}")
-        if reports.fingerprint != self.fingerprint():
-            raise DataError(
-                f"these reports were made by {reports.fingerprint}, not by {self.fingerprint()}"
-            )
-        return self._statistics(reports)
+        return self._statistics(self.validate_reports(reports))
 
     def support_counts(self, reports: Reports) -> FloatArray:
         """``C(v)``: how many reports support each value."""

@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from privaudit.mechanisms.ldp._engine import FloatArray, FrequencyOracle, IntArray, Reports
+from privaudit.mechanisms.ldp._engine import (
+    Field,
+    FloatArray,
+    FrequencyOracle,
+    IntArray,
+    Reports,
+)
 from privaudit.mechanisms.ldp._sampling import bernoulli
 from privaudit.registry import mechanisms
 
@@ -58,6 +64,9 @@ class GRR(FrequencyOracle):
 
     def _support_counts(self, statistics: IntArray, n: int) -> FloatArray:
         return statistics.astype(float)
+
+    def report_schema(self) -> list[Field]:
+        return [Field("values", 0, 0, self.k - 1)]
 
     def bits_per_report(self) -> float:
         return float(math.ceil(math.log2(self.k)))

@@ -10,7 +10,13 @@ import numpy as np
 import numpy.typing as npt
 
 from privaudit.errors import ParameterError
-from privaudit.mechanisms.ldp._engine import FloatArray, FrequencyOracle, IntArray, Reports
+from privaudit.mechanisms.ldp._engine import (
+    Field,
+    FloatArray,
+    FrequencyOracle,
+    IntArray,
+    Reports,
+)
 from privaudit.mechanisms.ldp._sampling import bernoulli, subsets_excluding
 from privaudit.registry import mechanisms
 
@@ -119,6 +125,9 @@ class SubsetSelection(FrequencyOracle):
 
     def _support_counts(self, statistics: IntArray, n: int) -> FloatArray:
         return statistics.astype(float)
+
+    def report_schema(self) -> list[Field]:
+        return [Field("subsets", self.subset_size, 0, self.k - 1)]
 
     def bits_per_report(self) -> float:
         log_binomial = (

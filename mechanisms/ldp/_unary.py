@@ -10,7 +10,13 @@ import numpy as np
 import numpy.typing as npt
 
 from privaudit.errors import ParameterError
-from privaudit.mechanisms.ldp._engine import FloatArray, FrequencyOracle, IntArray, Reports
+from privaudit.mechanisms.ldp._engine import (
+    Field,
+    FloatArray,
+    FrequencyOracle,
+    IntArray,
+    Reports,
+)
 from privaudit.mechanisms.ldp._sampling import bernoulli
 from privaudit.registry import mechanisms
 
@@ -41,7 +47,7 @@ class UnaryEncoding(FrequencyOracle):
         return {"bits": packed}
 
     def _statistics(self, reports: Reports) -> IntArray:
-        packed = reports.arrays["bits"]
+        packed = reports.arrays["bits"].astype(np.uint8, copy=False)  # validated: 0..255
         counts = np.zeros(self.k, dtype=np.int64)
         chunk = max(1, _CHUNK_CELLS // self.k)
         for start in range(0, packed.shape[0], chunk):
@@ -51,6 +57,9 @@ class UnaryEncoding(FrequencyOracle):
 
     def _support_counts(self, statistics: IntArray, n: int) -> FloatArray:
         return statistics.astype(float)
+
+    def report_schema(self) -> list[Field]:
+        return [Field("bits", (self.k + 7) // 8, 0, 255)]
 
     def bits_per_report(self) -> float:
         return float(self.k)
