@@ -7,12 +7,15 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -21,7 +24,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["JOB_STATUSES", "TERMINAL_STATUSES", "ApiKey", "Base", "Job", "Tenant"]
+__all__ = [
+    "JOB_STATUSES",
+    "TERMINAL_STATUSES",
+    "ApiKey",
+    "Base",
+    "Job",
+    "LdpBatch",
+    "LdpSession",
+    "Tenant",
+]
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelling", "cancelled")
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -107,3 +119,38 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class LdpSession(Base):
+    """An LDP collection: one protocol's public parameters and its running statistics."""
+
+    __tablename__ = "ldp_sessions"
+    __table_args__ = (Index("ix_ldp_sessions_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    protocol: Mapped[str] = mapped_column(String(64))
+    k: Mapped[int] = mapped_column(Integer)
+    epsilon: Mapped[float] = mapped_column(Float)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    statistics: Mapped[bytes] = mapped_column(LargeBinary)
+    n: Mapped[int] = mapped_column(BigInteger)
+    batches: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LdpBatch(Base):
+    """One accepted batch of reports, by its idempotency key (a retry is not counted twice)."""
+
+    __tablename__ = "ldp_batches"
+    __table_args__ = (
+        UniqueConstraint("session_id", "idempotency_key", name="uq_ldp_batches_session_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("ldp_sessions.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    n: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

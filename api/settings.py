@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     http_threads: int = Field(
         default=4, ge=1, le=256, description="Threads per HTTP process for blocking work."
     )
+    ldp_max_reports_per_batch: int = Field(
+        default=1_000_000, ge=1, description="Most reports in one posted LDP batch."
+    )
     job_workers: int = Field(
         default=1, ge=0, le=64, description="Job worker processes started by `serve`."
     )

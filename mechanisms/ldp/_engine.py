@@ -272,6 +272,12 @@ class FrequencyOracle(ABC):
         """What reports must agree on to be aggregated together."""
         return f"{self.name}:k={self.k}:epsilon={self.epsilon!r}"
 
+    def public_params(self) -> dict[str, Any]:
+        """Constructor arguments beyond ``k`` and ``epsilon`` that rebuild this exact
+        protocol (resolved: e.g. the subset size, not the rounding rule), so a client
+        given them randomizes compatibly: ``type(self)(k=..., epsilon=..., **params)``."""
+        return {}
+
     def randomize(self, values: npt.ArrayLike, *, rng: RandomSource = None) -> Reports:
         """Randomize each user's value (vectorised over users).
 

@@ -105,6 +105,9 @@ class SubsetSelection(FrequencyOracle):
     def fingerprint(self) -> str:
         return f"{super().fingerprint()}:omega={self.subset_size}"
 
+    def public_params(self) -> dict[str, Any]:
+        return {"subset_size": self.subset_size}
+
     def _support_probabilities(self) -> tuple[float, float]:
         return self._p, self._q
 
