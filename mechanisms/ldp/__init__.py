@@ -14,15 +14,47 @@ from privaudit.mechanisms.ldp._engine import (
     project_to_simplex,
 )
 from privaudit.mechanisms.ldp._grr import GRR
+from privaudit.mechanisms.ldp._longitudinal import (
+    ALLOMFREE,
+    LGRR,
+    LOSUE,
+    LOUE,
+    LSUE,
+    AllomfreeMemo,
+    LongitudinalProtocol,
+    Memo,
+)
+from privaudit.mechanisms.ldp._multidim import (
+    RSFD,
+    SMP,
+    SPL,
+    MultiAggregator,
+    MultidimensionalProtocol,
+    MultiReports,
+)
 from privaudit.mechanisms.ldp._subset import SubsetSelection, subset_parameters
 from privaudit.mechanisms.ldp._unary import OUE, SUE, UnaryEncoding
 
 __all__ = [
+    "ALLOMFREE",
     "GRR",
+    "LGRR",
+    "LOSUE",
+    "LOUE",
+    "LSUE",
     "OUE",
+    "RSFD",
+    "SMP",
+    "SPL",
     "SUE",
     "Aggregator",
+    "AllomfreeMemo",
     "FrequencyOracle",
+    "LongitudinalProtocol",
+    "Memo",
+    "MultiAggregator",
+    "MultiReports",
+    "MultidimensionalProtocol",
     "Reports",
     "SubsetSelection",
     "UnaryEncoding",
