@@ -14,6 +14,8 @@ from privaudit.mechanisms.ldp._engine import (
     project_to_simplex,
 )
 from privaudit.mechanisms.ldp._grr import GRR
+from privaudit.mechanisms.ldp._hadamard import HadamardResponse
+from privaudit.mechanisms.ldp._hashing import BLH, OLH, LocalHashing
 from privaudit.mechanisms.ldp._longitudinal import (
     ALLOMFREE,
     LGRR,
@@ -32,16 +34,19 @@ from privaudit.mechanisms.ldp._multidim import (
     MultidimensionalProtocol,
     MultiReports,
 )
+from privaudit.mechanisms.ldp._projective import ProjectiveGeometryResponse
 from privaudit.mechanisms.ldp._subset import SubsetSelection, subset_parameters
 from privaudit.mechanisms.ldp._unary import OUE, SUE, UnaryEncoding
 
 __all__ = [
     "ALLOMFREE",
+    "BLH",
     "GRR",
     "LGRR",
     "LOSUE",
     "LOUE",
     "LSUE",
+    "OLH",
     "OUE",
     "RSFD",
     "SMP",
@@ -50,11 +55,14 @@ __all__ = [
     "Aggregator",
     "AllomfreeMemo",
     "FrequencyOracle",
+    "HadamardResponse",
+    "LocalHashing",
     "LongitudinalProtocol",
     "Memo",
     "MultiAggregator",
     "MultiReports",
     "MultidimensionalProtocol",
+    "ProjectiveGeometryResponse",
     "Reports",
     "SubsetSelection",
     "UnaryEncoding",

@@ -16,7 +16,6 @@ fingerprint, length or out-of-range value raises :class:`DataError` saying which
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass
 
@@ -53,7 +52,7 @@ class Field:
 def field_bits(field: Field) -> int:
     """Bits per value: the fewest that hold ``high − low``."""
     span = field.high - field.low
-    return max(1, math.ceil(math.log2(span + 1))) if span > 0 else 1
+    return max(1, int(span).bit_length())
 
 
 def _pack(values: npt.NDArray[np.int64], bits: int) -> bytes:
