@@ -45,6 +45,7 @@ Reader = Annotated[Principal, Depends(require_scope("ldp:read"))]
 Writer = Annotated[Principal, Depends(require_scope("ldp:write"))]
 
 MAX_DOMAIN = 1 << 17
+MAX_STATISTICS = 1 << 20  # counts a session keeps (some protocols pad the domain)
 REPORTS_MEDIA_TYPE = "application/vnd.privaudit.reports"
 
 
@@ -168,6 +169,12 @@ def _oracle_of(row: Any) -> FrequencyOracle:
 def create_session(body: LdpSessionCreate, principal: Writer, database: DatabaseDep) -> Response:
     """Create a collection session; the answer holds the public parameters clients need."""
     oracle = build_oracle(body.protocol, body.k, body.epsilon, body.params)
+    if oracle._statistics_size() > MAX_STATISTICS:
+        raise ParameterError(
+            f"{oracle.name} keeps {oracle._statistics_size()} counts for k={oracle.k} at "
+            f"epsilon={oracle.epsilon}; a session may keep at most {MAX_STATISTICS}. "
+            "Choose another protocol or parameter."
+        )
     now = utcnow()
     session_id = uuid.uuid4().hex
     values = {

@@ -50,6 +50,7 @@ __all__ = [
     "Reports",
     "check_domain",
     "check_epsilon",
+    "check_prior",
     "check_values",
     "postprocess_frequencies",
     "project_to_simplex",
@@ -115,6 +116,26 @@ def check_values(values: object, k: int) -> IntArray:
     return array
 
 
+def check_prior(prior: npt.ArrayLike | None, k: int) -> FloatArray | None:
+    """Return a prior over ``[k]`` as a float array, or ``None`` when it is uniform
+    (``None`` or all entries equal); raise :class:`DataError` if it is not a
+    distribution."""
+    if prior is None:
+        return None
+    weights = np.asarray(prior, dtype=float)
+    if weights.shape != (k,):
+        raise DataError(f"prior must have one probability per value ({k}); got {weights.shape}")
+    if not np.all(np.isfinite(weights)) or weights.min() < 0:
+        raise DataError("prior must be finite and non-negative")
+    total = float(weights.sum())
+    if not math.isclose(total, 1.0, rel_tol=0, abs_tol=1e-9):
+        raise DataError(f"prior must sum to 1; it sums to {total!r}")
+    if np.all(weights == weights[0]):
+        return None
+    normalised: FloatArray = weights / total
+    return normalised
+
+
 @dataclass(frozen=True)
 class Reports:
     """A batch of randomized reports: the protocol name, its parameters' fingerprint,
@@ -127,8 +148,8 @@ class Reports:
     @property
     def n(self) -> int:
         """Number of reports."""
-        first = next(iter(self.arrays.values()))
-        return int(first.shape[0])
+        first = next(iter(self.arrays.values()), None)
+        return 0 if first is None else int(first.shape[0])
 
     def __len__(self) -> int:
         return self.n

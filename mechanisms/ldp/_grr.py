@@ -14,6 +14,7 @@ from privaudit.mechanisms.ldp._engine import (
     FrequencyOracle,
     IntArray,
     Reports,
+    check_prior,
 )
 from privaudit.mechanisms.ldp._sampling import bernoulli
 from privaudit.registry import mechanisms
@@ -74,6 +75,7 @@ class GRR(FrequencyOracle):
 
     def reconstruction_success(self, prior: npt.ArrayLike | None = None) -> float:
         """The attacker guesses the reported value: right with probability ``p``."""
+        check_prior(prior, self.k)  # validated; this attacker's success does not depend on it
         return self.p_star
 
     def channel(self) -> FloatArray:

@@ -15,8 +15,8 @@ from privaudit.mechanisms.ldp._engine import (
     FrequencyOracle,
     IntArray,
     Reports,
+    check_prior,
 )
-from privaudit.mechanisms.ldp._hashing import check_prior
 from privaudit.mechanisms.ldp._sampling import bernoulli
 from privaudit.registry import mechanisms
 

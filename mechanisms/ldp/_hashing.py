@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from privaudit.errors import DataError, ParameterError
+from privaudit.errors import ParameterError
 from privaudit.mechanisms.ldp._engine import (
     Field,
     FloatArray,
@@ -47,11 +47,12 @@ from privaudit.mechanisms.ldp._engine import (
     Reports,
     check_domain,
     check_epsilon,
+    check_prior,
 )
 from privaudit.mechanisms.ldp._sampling import bernoulli
 from privaudit.registry import mechanisms
 
-__all__ = ["BLH", "OLH", "LocalHashing", "check_prior", "is_prime", "next_prime"]
+__all__ = ["BLH", "OLH", "LocalHashing", "is_prime", "next_prime"]
 
 _CHUNK_CELLS = 1 << 22  # bound every work matrix to 4 M cells
 _MAX_G = 1 << 31
@@ -93,26 +94,6 @@ def next_prime(n: int) -> int:
     while not is_prime(candidate):
         candidate += 1
     return candidate
-
-
-def check_prior(prior: npt.ArrayLike | None, k: int) -> FloatArray | None:
-    """Return a prior over ``[k]`` as a float array, or ``None`` when it is uniform
-    (``None`` or all entries equal); raise :class:`DataError` if it is not a
-    distribution."""
-    if prior is None:
-        return None
-    weights = np.asarray(prior, dtype=float)
-    if weights.shape != (k,):
-        raise DataError(f"prior must have one probability per value ({k}); got {weights.shape}")
-    if not np.all(np.isfinite(weights)) or weights.min() < 0:
-        raise DataError("prior must be finite and non-negative")
-    total = float(weights.sum())
-    if not math.isclose(total, 1.0, rel_tol=0, abs_tol=1e-9):
-        raise DataError(f"prior must sum to 1; it sums to {total!r}")
-    if np.all(weights == weights[0]):
-        return None
-    normalised: FloatArray = weights / total
-    return normalised
 
 
 def _inverse_mod(a: IntArray, prime: int) -> IntArray:

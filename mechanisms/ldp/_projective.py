@@ -16,8 +16,9 @@ from privaudit.mechanisms.ldp._engine import (
     FrequencyOracle,
     IntArray,
     Reports,
+    check_prior,
 )
-from privaudit.mechanisms.ldp._hashing import check_prior, is_prime
+from privaudit.mechanisms.ldp._hashing import is_prime
 from privaudit.mechanisms.ldp._sampling import bernoulli
 from privaudit.registry import mechanisms
 

@@ -16,6 +16,7 @@ from privaudit.mechanisms.ldp._engine import (
     FrequencyOracle,
     IntArray,
     Reports,
+    check_prior,
 )
 from privaudit.mechanisms.ldp._sampling import bernoulli, subsets_excluding
 from privaudit.registry import mechanisms
@@ -142,6 +143,7 @@ class SubsetSelection(FrequencyOracle):
 
     def reconstruction_success(self, prior: npt.ArrayLike | None = None) -> float:
         """The attacker guesses uniformly within the reported subset: ``p/ω``."""
+        check_prior(prior, self.k)  # validated; this attacker's success does not depend on it
         return self._p / self.subset_size
 
     def channel(self) -> FloatArray:

@@ -16,6 +16,7 @@ from privaudit.mechanisms.ldp._engine import (
     FrequencyOracle,
     IntArray,
     Reports,
+    check_prior,
 )
 from privaudit.mechanisms.ldp._sampling import bernoulli
 from privaudit.registry import mechanisms
@@ -67,6 +68,7 @@ class UnaryEncoding(FrequencyOracle):
     def reconstruction_success(self, prior: npt.ArrayLike | None = None) -> float:
         """The attacker guesses uniformly among the 1-bits (uniformly in ``[k]`` if
         none): ``p(1 − (1 − q)^k)/(kq) + (1 − p)(1 − q)^(k−1)/k``, exactly."""
+        check_prior(prior, self.k)  # validated; this attacker's success does not depend on it
         p, q, k = self.p_star, self.q_star, self.k
         # With the true bit set, the guess is right w.p. E[1/(1 + B)], B ~ Bin(k-1, q).
         hit_if_set = (1 - (1 - q) ** k) / (k * q)
