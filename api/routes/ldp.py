@@ -342,13 +342,13 @@ def get_estimate(
     how: PostProcess = postprocess  # type: ignore[assignment]
     raw = oracle._estimate_from_statistics(statistics, row.n, None)
     frequencies = raw if how is None else oracle._estimate_from_statistics(statistics, row.n, how)
-    errors = np.sqrt(np.maximum(np.asarray(oracle.variance(row.n, np.clip(raw, 0.0, 1.0))), 0.0))
+    errors = oracle.standard_errors(row.n, raw)
     out = LdpEstimateOut(
         session_id=session_id,
         protocol=row.protocol,
         n=row.n,
         postprocess=postprocess,
         frequencies=frequencies.tolist(),
-        standard_errors=np.broadcast_to(errors, frequencies.shape).tolist(),
+        standard_errors=errors.tolist(),
     )
     return Response(out.model_dump_json(), media_type="application/json")

@@ -26,6 +26,7 @@ from privaudit.mechanisms.ldp._longitudinal import (
     LongitudinalProtocol,
     Memo,
 )
+from privaudit.mechanisms.ldp._modular import ModularSubsetSelection, ModuliChoice, choose_moduli
 from privaudit.mechanisms.ldp._multidim import (
     RSFD,
     SMP,
@@ -59,6 +60,8 @@ __all__ = [
     "LocalHashing",
     "LongitudinalProtocol",
     "Memo",
+    "ModularSubsetSelection",
+    "ModuliChoice",
     "MultiAggregator",
     "MultiReports",
     "MultidimensionalProtocol",
@@ -66,6 +69,7 @@ __all__ = [
     "Reports",
     "SubsetSelection",
     "UnaryEncoding",
+    "choose_moduli",
     "project_to_simplex",
     "subset_parameters",
 ]

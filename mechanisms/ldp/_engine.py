@@ -360,11 +360,19 @@ class FrequencyOracle(ABC):
     def mse(self, n: int, f: npt.ArrayLike | None = None) -> float:
         """Mean over the domain of the estimate's variance (its MSE, being unbiased)."""
         if f is None:
-            return float(self.variance(n))
+            return float(np.mean(self.variance(n)))
         freq = np.asarray(f, dtype=float)
         if freq.shape != (self.k,):
             raise DataError(f"f must have one frequency per value ({self.k})")
         return float(np.mean(self.variance(n, freq)))
+
+    def standard_errors(self, n: int, f: npt.ArrayLike) -> FloatArray:
+        """Standard errors of the unbiased estimate at frequencies ``f`` (what a service
+        returns beside an estimate; protocols whose exact variance is costly may answer
+        with a documented approximation)."""
+        variance = np.asarray(self.variance(n, np.clip(np.asarray(f, dtype=float), 0.0, 1.0)))
+        errors: FloatArray = np.sqrt(np.maximum(np.broadcast_to(variance, (self.k,)), 0.0))
+        return errors
 
     def reconstruction_success(self, prior: npt.ArrayLike | None = None) -> float:
         """Exact success rate of the single-report Bayes-naive attacker (guessing the

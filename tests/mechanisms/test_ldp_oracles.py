@@ -50,7 +50,7 @@ def test_every_protocol_is_covered_by_this_suite() -> None:
         and issubclass(mechanisms.get(name), FrequencyOracle)
     }
     assert now == set(PURE)
-    assert {"grr", "sue", "oue", "ss", "blh", "olh", "hr", "pgr"} <= set(PURE)
+    assert {"grr", "sue", "oue", "ss", "blh", "olh", "hr", "pgr", "mss"} <= set(PURE)
 
 
 @pytest.mark.parametrize("name", PURE)
