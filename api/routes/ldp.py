@@ -10,7 +10,7 @@ crash or a lost response is recognised and never counted twice.
 
 import inspect
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -19,6 +19,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+import privaudit.mechanisms.ldp  # noqa: F401  (registers every protocol)
 from privaudit.api.db import Database, utcnow
 from privaudit.api.deps import DatabaseDep, SettingsDep, require_scope
 from privaudit.api.keys import Principal, register_scope
@@ -49,10 +50,24 @@ MAX_STATISTICS = 1 << 20  # counts a session keeps (some protocols pad the domai
 REPORTS_MEDIA_TYPE = "application/vnd.privaudit.reports"
 
 
+def _oracle_names() -> tuple[str, ...]:
+    return tuple(
+        name
+        for name in mechanisms.names()
+        if isinstance(mechanisms.get(name), type)
+        and issubclass(mechanisms.get(name), FrequencyOracle)
+    )
+
+
+ProtocolName = Literal[_oracle_names()]  # type: ignore[valid-type]
+
+
 class LdpSessionCreate(StrictRequest):
     """Start collecting reports of one protocol."""
 
-    protocol: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.\-]*$")
+    protocol: ProtocolName = Field(  # type: ignore[valid-type]
+        description="A frequency oracle (see docs/ldp.md)."
+    )
     k: int = Field(ge=2, le=MAX_DOMAIN, description="Domain size; values are 0..k-1.")
     epsilon: float = Field(gt=0, le=50)
     params: dict[str, Any] = Field(
