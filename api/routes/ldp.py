@@ -29,7 +29,7 @@ from privaudit.api.routing import JSONSchemaRoute
 from privaudit.api.schemas import StrictRequest
 from privaudit.errors import ConflictError, DataError, NotFoundError, ParameterError
 from privaudit.mechanisms.ldp import FrequencyOracle
-from privaudit.mechanisms.ldp._engine import PostProcess
+from privaudit.mechanisms.ldp._engine import MIN_EPSILON, PostProcess
 from privaudit.registry import mechanisms
 
 register_scope("ldp:write", "create LDP collection sessions and post report batches")
@@ -69,7 +69,7 @@ class LdpSessionCreate(StrictRequest):
         description="A frequency oracle (see docs/ldp.md)."
     )
     k: int = Field(ge=2, le=MAX_DOMAIN, description="Domain size; values are 0..k-1.")
-    epsilon: float = Field(gt=0, le=50)
+    epsilon: float = Field(ge=MIN_EPSILON, le=50)
     params: dict[str, Any] = Field(
         default_factory=dict, description="Protocol-specific options, e.g. subset_size."
     )

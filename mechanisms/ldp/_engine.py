@@ -43,6 +43,7 @@ from privaudit.randomness import RandomSource, resolve_rng
 
 __all__ = [
     "LOCAL_NEIGHBOURS",
+    "MIN_EPSILON",
     "Aggregator",
     "Field",
     "FrequencyOracle",
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 LOCAL_NEIGHBOURS = "any two input values of one user (local model)"
+
+MIN_EPSILON = 1e-4
+"""Smallest epsilon accepted: below it p* − q* vanishes in double precision for large k."""
 
 PostProcess = Literal["clip", "simplex"] | None
 
@@ -75,6 +79,11 @@ def check_epsilon(epsilon: object, *, name: str = "epsilon") -> float:
         raise ParameterError(
             f"{name}={value} is beyond 50, where e^epsilon overflows the probabilities "
             "of every protocol; use a smaller epsilon"
+        )
+    if value < MIN_EPSILON:
+        raise ParameterError(
+            f"{name}={value!r} is below {MIN_EPSILON}: the support probabilities become "
+            "numerically equal and no estimate is possible; use a larger epsilon"
         )
     return value
 

@@ -16,6 +16,40 @@ from live import LiveServer
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
+# A reports body is bytes in the wire format: JSON Schema can only call it "binary", so
+# any bytes are "schema-valid" and positive_data_acceptance would demand a 2xx for
+# garbage. That one check is off for that one operation; every other check runs on it.
+BINARY_BODY = "^/v1/ldp/sessions/[^/]+/reports$"
+
+
+def _schemathesis(url: str, key: str, cwd: Path, env: dict[str, str], *extra: str) -> str:
+    run = subprocess.run(
+        [
+            str(SCHEMATHESIS),
+            "run",
+            f"{url}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {key}",
+            "--max-examples",
+            "30",
+            "--workers",
+            "1",
+            "--seed",
+            "20261122",
+            "--continue-on-failure",
+            *extra,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**env, "SCHEMATHESIS_TELEMETRY": "false"},
+    )
+    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+    assert "passed" in run.stdout
+    return run.stdout
+
+
 def test_openapi_contract_holds_under_schemathesis(tmp_path: Path) -> None:
     # No job workers: submitted jobs stay queued, so event streams must end by time.
     server = LiveServer(
@@ -23,30 +57,27 @@ def test_openapi_contract_holds_under_schemathesis(tmp_path: Path) -> None:
     ).start()
     try:
         key = server.create_key("schemathesis")
-        run = subprocess.run(
-            [
-                str(SCHEMATHESIS),
-                "run",
-                f"{server.url}/openapi.json",
-                "--header",
-                f"Authorization: Bearer {key}",
-                "--checks",
-                "all",
-                "--max-examples",
-                "30",
-                "--workers",
-                "2",
-                "--seed",
-                "20261122",
-                "--continue-on-failure",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**server.env, "SCHEMATHESIS_TELEMETRY": "false"},
+        _schemathesis(
+            server.url,
+            key,
+            tmp_path,
+            server.env,
+            "--checks",
+            "all",
+            "--exclude-path-regex",
+            BINARY_BODY,
+        )
+        _schemathesis(
+            server.url,
+            key,
+            tmp_path,
+            server.env,
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--include-path-regex",
+            BINARY_BODY,
         )
     finally:
         server.stop()
-    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
-    assert "passed" in run.stdout
