@@ -42,7 +42,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -55,7 +54,6 @@ import time
 from collections import Counter
 from collections.abc import Coroutine, Iterator
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -63,6 +61,9 @@ from typing import Any, TypeVar
 import httpx
 from rich.console import Console
 from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper modules
+import _machine
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -672,47 +673,19 @@ def logged_errors(server: Server, keep_dir: Path) -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    def git(*arguments: str) -> str | None:
-        with contextlib.suppress(OSError, subprocess.CalledProcessError):
-            return subprocess.run(
-                ["git", "-C", str(REPO), *arguments], capture_output=True, text=True, check=True
-            ).stdout.strip()
-        return None
-
-    commit = git("rev-parse", "HEAD")
-    changes = git("status", "--porcelain", "--untracked-files=no")
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": affinity,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "git_commit": commit,
-        "git_uncommitted_changes": None if changes is None else bool(changes),
-        "packages": {
-            name: version(name)
-            for name in (
-                "privaudit",
-                "fastapi",
-                "starlette",
-                "uvicorn",
-                "uvloop",
-                "httptools",
-                "pydantic",
-                "sqlalchemy",
-                "httpx",
-            )
-        },
-    }
+    return _machine.machine_info(
+        [
+            "privaudit",
+            "fastapi",
+            "starlette",
+            "uvicorn",
+            "uvloop",
+            "httptools",
+            "pydantic",
+            "sqlalchemy",
+            "httpx",
+        ]
+    )
 
 
 def target_verdicts(cells: list[Cell], job_workers: list[int]) -> list[dict[str, Any]]:

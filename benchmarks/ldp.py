@@ -47,10 +47,8 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import random
 import resource
-import subprocess
 import sys
 import time
 import warnings
@@ -58,7 +56,6 @@ import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +63,9 @@ import numpy as np
 import numpy.typing as npt
 from rich.console import Console
 from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper modules
+import _machine
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -413,7 +413,10 @@ PEERS: list[Peer] = [
 
 
 def peer_versions() -> dict[str, str | None]:
-    return {name: _version(name) for name in ("pure-ldp", "multi-freq-ldpy", "numba", "xxhash")}
+    return {
+        name: _machine.package_version(name)
+        for name in ("pure-ldp", "multi-freq-ldpy", "numba", "xxhash")
+    }
 
 
 def peer_available(library: str) -> str | None:
@@ -585,7 +588,7 @@ def peer_cell(
         estimate = run["estimate"]
         row = {
             "library": peer.library,
-            "version": _version(peer.library),
+            "version": _machine.package_version(peer.library),
             "api": peer.api,
             "estimator": peer.estimator,
             "client_reports_per_s": m / run["client_s"],
@@ -1260,50 +1263,20 @@ def _mark(met: bool) -> str:
     return "[green]met[/]" if met else "[red]missed[/]"
 
 
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def machine_info() -> dict[str, Any]:
-    def git(*arguments: str) -> str | None:
-        with contextlib.suppress(OSError, subprocess.CalledProcessError):
-            return subprocess.run(
-                ["git", "-C", str(REPO), *arguments], capture_output=True, text=True, check=True
-            ).stdout.strip()
-        return None
-
-    commit = git("rev-parse", "HEAD")
-    changes = git("status", "--porcelain", "--untracked-files=no")
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": affinity,
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "git_commit": commit,
-        "git_uncommitted_changes": None if changes is None else bool(changes),
-        "packages": {
-            name: _version(name)
-            for name in (
-                "privaudit",
-                "numpy",
-                "scipy",
-                "randomgen",
-                "pure-ldp",
-                "multi-freq-ldpy",
-                "numba",
-                "xxhash",
-                "statsmodels",
-            )
-        },
-    }
+    return _machine.machine_info(
+        [
+            "privaudit",
+            "numpy",
+            "scipy",
+            "randomgen",
+            "pure-ldp",
+            "multi-freq-ldpy",
+            "numba",
+            "xxhash",
+            "statsmodels",
+        ]
+    )
 
 
 def noisy_cells(sections: dict[str, Any]) -> list[float]:
