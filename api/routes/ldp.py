@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
@@ -62,6 +62,24 @@ def _oracle_names() -> tuple[str, ...]:
 ProtocolName = Literal[_oracle_names()]  # type: ignore[valid-type]
 
 
+def _option_names() -> list[str]:
+    names: set[str] = set()
+    for protocol in _oracle_names():
+        names |= set(inspect.signature(mechanisms.get(protocol)).parameters) - {"k", "epsilon"}
+    return sorted(names)
+
+
+# Every option any protocol takes, so unknown keys fail the schema itself; which
+# options a protocol accepts, and their ranges (a subset size below k, a prime q,
+# coprime moduli), are checked when the protocol is built.
+ProtocolOptions = create_model(  # type: ignore[call-overload]
+    "ProtocolOptions",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="Protocol-specific options (see docs/ldp.md); each protocol takes a subset.",
+    **{name: (Any, None) for name in _option_names()},
+)
+
+
 class LdpSessionCreate(StrictRequest):
     """Start collecting reports of one protocol."""
 
@@ -70,8 +88,8 @@ class LdpSessionCreate(StrictRequest):
     )
     k: int = Field(ge=2, le=MAX_DOMAIN, description="Domain size; values are 0..k-1.")
     epsilon: float = Field(ge=MIN_EPSILON, le=50)
-    params: dict[str, Any] = Field(
-        default_factory=dict, description="Protocol-specific options, e.g. subset_size."
+    params: ProtocolOptions = Field(
+        default_factory=ProtocolOptions, description="Protocol-specific options."
     )
 
 
@@ -183,7 +201,8 @@ def _oracle_of(row: Any) -> FrequencyOracle:
 @router.post("/sessions", status_code=201, response_model=LdpSessionOut)
 def create_session(body: LdpSessionCreate, principal: Writer, database: DatabaseDep) -> Response:
     """Create a collection session; the answer holds the public parameters clients need."""
-    oracle = build_oracle(body.protocol, body.k, body.epsilon, body.params)
+    options = body.params.model_dump(exclude_unset=True)
+    oracle = build_oracle(body.protocol, body.k, body.epsilon, options)
     if oracle._statistics_size() > MAX_STATISTICS:
         raise ParameterError(
             f"{oracle.name} keeps {oracle._statistics_size()} counts for k={oracle.k} at "
