@@ -11,9 +11,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine_info", "package_version"]
+__all__ = ["CLOCK_TICKS", "busy_cpu_seconds", "machine_info", "package_version"]
 
 REPO = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def package_version(name: str) -> str | None:
@@ -48,3 +49,14 @@ def machine_info(packages: Iterable[str]) -> dict[str, Any]:
         "git_uncommitted_changes": None if changes is None else bool(changes),
         "packages": {name: package_version(name) for name in packages},
     }
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine spent busy (not idle, not waiting for I/O)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal
+    ticks = [int(value) for value in first[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS

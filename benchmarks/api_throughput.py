@@ -217,7 +217,8 @@ def jobs_by_status(data_dir: Path) -> dict[str, int]:
 
 # --- CPU accounting ---------------------------------------------------------------
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_CLOCK_TICKS = _machine.CLOCK_TICKS
+busy_cpu_seconds = _machine.busy_cpu_seconds
 
 
 def session_cpu_seconds(session_id: int) -> float | None:
@@ -242,17 +243,6 @@ def session_cpu_seconds(session_id: int) -> float | None:
         # utime, stime, cutime, cstime (fields 14-17 of proc(5))
         total += sum(int(value) for value in fields[11:15])
     return total / _CLOCK_TICKS
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds the whole machine spent busy (not idle, not waiting for I/O)."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return None
-    # cpu user nice system idle iowait irq softirq steal guest guest_nice
-    ticks = [int(value) for value in first[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / _CLOCK_TICKS
 
 
 # --- load generation --------------------------------------------------------------

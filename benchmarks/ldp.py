@@ -181,20 +181,10 @@ def best_of(
     return best, result
 
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_CLOCK_TICKS = _machine.CLOCK_TICKS
+busy_cpu_seconds = _machine.busy_cpu_seconds
 NOISY_OTHER_CPU_CORES = 0.2
 MIN_CPU_WINDOW_S = 0.5
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds the whole machine spent busy (not idle, not waiting for I/O)."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return None
-    # cpu user nice system idle iowait irq softirq steal
-    ticks = [int(value) for value in first[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / _CLOCK_TICKS
 
 
 def own_cpu_seconds() -> float:

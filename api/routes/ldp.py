@@ -29,7 +29,7 @@ from privaudit.api.routing import JSONSchemaRoute
 from privaudit.api.schemas import StrictRequest
 from privaudit.errors import ConflictError, DataError, NotFoundError, ParameterError
 from privaudit.mechanisms.ldp import FrequencyOracle
-from privaudit.mechanisms.ldp._engine import MIN_EPSILON, PostProcess
+from privaudit.mechanisms.ldp._engine import MIN_EPSILON, PostProcess, frequency_oracle_names
 from privaudit.registry import mechanisms
 
 register_scope("ldp:write", "create LDP collection sessions and post report batches")
@@ -50,21 +50,12 @@ MAX_STATISTICS = 1 << 20  # counts a session keeps (some protocols pad the domai
 REPORTS_MEDIA_TYPE = "application/vnd.privaudit.reports"
 
 
-def _oracle_names() -> tuple[str, ...]:
-    return tuple(
-        name
-        for name in mechanisms.names()
-        if isinstance(mechanisms.get(name), type)
-        and issubclass(mechanisms.get(name), FrequencyOracle)
-    )
-
-
-ProtocolName = Literal[_oracle_names()]  # type: ignore[valid-type]
+ProtocolName = Literal[tuple(frequency_oracle_names())]  # type: ignore[valid-type]
 
 
 def _option_names() -> list[str]:
     names: set[str] = set()
-    for protocol in _oracle_names():
+    for protocol in frequency_oracle_names():
         names |= set(inspect.signature(mechanisms.get(protocol)).parameters) - {"k", "epsilon"}
     return sorted(names)
 

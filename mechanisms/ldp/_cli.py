@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from privaudit.errors import MissingDependencyError, ParameterError
-from privaudit.mechanisms.ldp._engine import FrequencyOracle
+from privaudit.mechanisms.ldp._engine import FrequencyOracle, frequency_oracle_names
 from privaudit.progress import progress_bar
 from privaudit.randomness import simulation_generator
 from privaudit.registry import mechanisms
@@ -38,15 +38,6 @@ def sample_dataset(distribution: str, *, k: int, n: int, rng: np.random.Generato
     raise ParameterError(f"--dist must be zipf, uniform or spike; got {distribution!r}")
 
 
-def _oracles() -> list[str]:
-    return [
-        name
-        for name in mechanisms.names()
-        if isinstance(mechanisms.get(name), type)
-        and issubclass(mechanisms.get(name), FrequencyOracle)
-    ]
-
-
 def simulate(
     protocols: list[str],
     *,
@@ -59,7 +50,7 @@ def simulate(
     show_progress: bool = True,
 ) -> list[dict[str, float | str]]:
     """Run each protocol ``trials`` times per epsilon on one synthetic dataset."""
-    known = _oracles()
+    known = frequency_oracle_names()
     unknown = [name for name in protocols if name not in known]
     if unknown:
         raise ParameterError(f"unknown protocols {unknown}; known: {', '.join(known)}")

@@ -40,6 +40,7 @@ from privaudit.guarantees import PrivacyGuarantee
 from privaudit.mechanisms.ldp import _wire
 from privaudit.mechanisms.ldp._wire import Field
 from privaudit.randomness import RandomSource, resolve_rng
+from privaudit.registry import mechanisms
 
 __all__ = [
     "LOCAL_NEIGHBOURS",
@@ -53,6 +54,7 @@ __all__ = [
     "check_epsilon",
     "check_prior",
     "check_values",
+    "frequency_oracle_names",
     "postprocess_frequencies",
     "project_to_simplex",
 ]
@@ -425,6 +427,16 @@ class Aggregator:
     def estimate(self, *, postprocess: PostProcess = None) -> FloatArray:
         """The frequency estimate from everything added so far."""
         return self.oracle._estimate_from_statistics(self.statistics, self.n, postprocess)
+
+
+def frequency_oracle_names() -> list[str]:
+    """Names of the registered :class:`FrequencyOracle` protocols, sorted."""
+    return [
+        name
+        for name in mechanisms.names()
+        if isinstance(mechanisms.get(name), type)
+        and issubclass(mechanisms.get(name), FrequencyOracle)
+    ]
 
 
 def postprocess_frequencies(estimate: FloatArray, how: PostProcess) -> FloatArray:
