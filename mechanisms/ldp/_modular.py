@@ -411,6 +411,7 @@ def _evaluate(
 
 _BUDGET_ROUNDS = 6
 _WORST_CASE_SCAN_K = 4096  # judge every candidate on the exact worst case up to here
+_HOPELESS_EXCESS = 20.0  # a worst-case excess this many times the budget's: stop searching
 
 
 @functools.lru_cache(maxsize=256)
@@ -424,8 +425,15 @@ def _choose_moduli_cached(
 ) -> ModuliChoice:
     inner_budget = mse_budget
     best: ModuliChoice | None = None
-    for _ in range(_BUDGET_ROUNDS):
-        choice = _search_moduli(k, epsilon, lengths, rule, inner_budget, max_condition)
+    previous: float | None = None
+    for round_index in range(_BUDGET_ROUNDS):
+        # Only the first round may fall back to the slow coarse scan on the true k.
+        found = _search_moduli(
+            k, epsilon, lengths, rule, inner_budget, max_condition, scan=round_index == 0
+        )
+        if found is None:
+            break
+        choice = found
         worst = _worst_mse_ratio(k, epsilon, choice.moduli, rule)
         # Judged on the outer budget: an inner search may miss its own (tighter) one.
         meets = worst <= mse_budget and choice.condition <= max_condition
@@ -437,12 +445,21 @@ def _choose_moduli_cached(
             best = choice
         if choice.meets_budget or inner_budget <= 1.0 + 1e-6:
             break
+        if worst - 1.0 > _HOPELESS_EXCESS * (mse_budget - 1.0) or (
+            previous is not None and worst > previous - 0.01 * (previous - 1.0)
+        ):
+            # Tightening the f → 0 budget cannot close a gap this large (e.g. ω = 1 at
+            # a huge ε, where subset selection is nearly noiseless), or it stopped
+            # helping: further rounds would only cost time.
+            break
+        previous = worst
         # The excess over 1 of the worst case grows roughly in proportion to that of
         # the f → 0 oracle: scale the inner budget down accordingly, with a margin.
         scale = (mse_budget - 1.0) / (worst - 1.0) if worst > 1.0 else 0.5
         inner_budget = 1.0 + (min(inner_budget, choice.mse_ratio) - 1.0) * min(scale, 0.95) * 0.98
     assert best is not None
-    if not best.meets_budget and k <= _WORST_CASE_SCAN_K:
+    hopeless = best.worst_mse_ratio - 1.0 > _HOPELESS_EXCESS * (mse_budget - 1.0)
+    if not best.meets_budget and not hopeless and k <= _WORST_CASE_SCAN_K:
         # Small domains, where the two ratios can disagree wildly: judge every candidate
         # of the coarse grid on the worst case itself (cheap at this size).
         scanned = _scan_worst_case(k, epsilon, lengths, rule, mse_budget, max_condition)
@@ -516,9 +533,12 @@ def _search_moduli(
     rule: int | SubsetRounding,
     mse_budget: float,
     max_condition: float,
-) -> ModuliChoice:
+    *,
+    scan: bool = True,
+) -> ModuliChoice | None:
     """The fewest expected bits whose ``f → 0`` ratio is within ``mse_budget``
-    (``worst_mse_ratio`` left at NaN for the caller)."""
+    (``worst_mse_ratio`` left at NaN for the caller); ``None`` if the bisection finds
+    nothing and ``scan`` is false."""
     ss_omega, _, _ = _block_parameters(k, epsilon, rule)
     ss_bits = max(1, _log2_binomial_ceil(k, ss_omega))
     seen: dict[tuple[int, int, tuple[int, ...]], _Evaluation | None] = {}
@@ -625,6 +645,8 @@ def _search_moduli(
             best.condition,
             meets_budget=True,
         )
+    if not scan:
+        return None
     # The bisection found nothing (the MSE need not fall with φ, e.g. for a fixed ω = 1):
     # scan a coarse grid on k; the fewest bits within budget, else the lowest MSE.
     scanned = [
