@@ -1,3 +1,32 @@
-"""Empirical privacy estimators (epsilon from attack outcomes, with intervals)."""
+"""Empirical privacy estimators: ε from the outcomes of attacks, with honest labels.
 
-__all__: list[str] = []
+Every estimator is configured by keyword-only parameters, ``fit`` returns ``self``,
+and fitted state ends in ``_``. Each result is an :class:`EpsilonEstimate` that says
+whether it is ``rigorous`` or ``heuristic`` (:class:`Rigor`), why, and under which
+:class:`ThreatModel`. See docs/estimators.md.
+
+* :func:`epsilon_from_rates`: the ε one (FPR, FNR) pair exhibits.
+* :class:`BayesianEpsilon`: joint-beta posterior credible interval (heuristic).
+* :class:`ClopperPearsonEpsilon`: exact binomial confidence rectangle (rigorous).
+* :class:`JeffreysEpsilon`: Jeffreys confidence rectangle (heuristic).
+* :class:`OneRunAudit`: one training run with canaries (rigorous).
+"""
+
+from privaudit.estimators._bayes import BayesianEpsilon, PosteriorGrid
+from privaudit.estimators._frequentist import ClopperPearsonEpsilon, JeffreysEpsilon
+from privaudit.estimators._one_run import OneRunAudit, one_run_p_value
+from privaudit.estimators._rates import epsilon_from_rates
+from privaudit.estimators._result import EpsilonEstimate, Rigor, ThreatModel
+
+__all__ = [
+    "BayesianEpsilon",
+    "ClopperPearsonEpsilon",
+    "EpsilonEstimate",
+    "JeffreysEpsilon",
+    "OneRunAudit",
+    "PosteriorGrid",
+    "Rigor",
+    "ThreatModel",
+    "epsilon_from_rates",
+    "one_run_p_value",
+]
