@@ -32,6 +32,7 @@ Run from the repository root::
 
     PYTHONSAFEPATH=1 .venv/bin/python benchmarks/ldp.py
     PYTHONSAFEPATH=1 .venv/bin/python benchmarks/ldp.py --quick    # smoke run, < 1 min
+    PYTHONSAFEPATH=1 .venv/bin/python benchmarks/ldp.py --sections peers --protocols ss,oue
 
 Prints the tables and writes ``benchmarks/results/ldp.json`` (``--output``). The peers
 come with the ``bench`` extra: ``pip install -e ".[bench]"``.
@@ -466,6 +467,8 @@ def peers_section(
     unavailable = {} if args.skip_peers else {lib: peer_available(lib) for lib in LIBRARIES}
     cells: list[dict[str, Any]] = []
     for protocol, k in PEER_CELLS:
+        if args.protocols and protocol not in args.protocols:
+            continue  # not asked for (--protocols)
         label = f"{protocol} (k={k})"
         if protocol not in oracles:
             skipped.append(f"peers: {label}: '{protocol}' is not registered")
@@ -1312,6 +1315,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="which sections to run, comma-separated (peers, stream, mss)",
     )
     parser.add_argument(
+        "--protocols",
+        default="",
+        help="peers section: only these protocols, comma-separated (e.g. ss,oue); default all",
+    )
+    parser.add_argument(
         "--peer-budget",
         type=float,
         default=None,
@@ -1390,6 +1398,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = set(args.sections) - {"peers", "stream", "mss"}
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}")
+    args.protocols = [part.strip() for part in args.protocols.split(",") if part.strip()]
+    unknown = set(args.protocols) - {protocol for protocol, _ in PEER_CELLS}
+    if unknown:
+        parser.error(
+            f"unknown --protocols {sorted(unknown)}; the peers section has "
+            f"{sorted({protocol for protocol, _ in PEER_CELLS})}"
+        )
     if args.n < 100 or args.peer_pilot_n < 10 or args.mss_n < 10 or args.stream_n < 1:
         parser.error("sizes too small")
     if min(args.stream_workers) < 1 or args.mss_trials < 1:

@@ -18,12 +18,14 @@ from privaudit.mechanisms.ldp._engine import (
     Reports,
     check_prior,
 )
-from privaudit.mechanisms.ldp._sampling import bernoulli, subsets_excluding
+from privaudit.mechanisms.ldp._sampling import bernoulli, conditional_subsets
 from privaudit.registry import mechanisms
 
 __all__ = ["SubsetRounding", "SubsetSelection", "subset_parameters"]
 
 SubsetRounding = Literal["optimal", "round", "ceil"]
+
+_COUNT_CELLS = 1 << 24
 
 
 def subset_parameters(
@@ -80,6 +82,11 @@ class SubsetSelection(FrequencyOracle):
     ``q* = [ωe^ε(ω − 1) + (k − ω)ω] / [(k − 1)(ωe^ε + k − ω)]``. A report takes
     ``⌈log2 C(k, ω)⌉`` bits.
 
+    A report is the subset's members in ascending order (``uint16`` while
+    ``k ≤ 2^16``). Both branches are sampled exactly uniformly by
+    :func:`~privaudit.mechanisms.ldp._sampling.conditional_subsets` (its docstring
+    has the argument), so every subset has exactly the probability the channel says.
+
     Parameters
     ----------
     subset_size
@@ -113,19 +120,22 @@ class SubsetSelection(FrequencyOracle):
         return self._p, self._q
 
     def _randomize(self, values: IntArray, rng: np.random.Generator) -> dict[str, Any]:
-        subsets = subsets_excluding(values, self.subset_size, self.k, rng)
+        # With probability p the subset is {v} ∪ a uniform (ω−1)-subset of [k] ∖ {v},
+        # otherwise a uniform ω-subset of [k] ∖ {v}: conditional_subsets samples each
+        # branch exactly (see its docstring) and returns the rows sorted, so a report
+        # is a set and carries nothing beyond it.
         include = bernoulli(rng, self._p, values.size)
-        # Replacing a uniformly chosen member by the value leaves a uniform
-        # (ω−1)-subset of the other values beside it.
-        slot = rng.integers(0, self.subset_size, size=values.size)
-        rows = np.nonzero(include)[0]
-        subsets[rows, slot[rows]] = values[rows]
-        subsets.sort(axis=1)
+        subsets = conditional_subsets(values, include, self.subset_size, self.k, rng)
         return {"subsets": subsets}
 
     def _statistics(self, reports: Reports) -> IntArray:
         subsets = reports.arrays["subsets"]
-        return np.bincount(subsets.ravel(), minlength=self.k).astype(np.int64)
+        counts = np.zeros(self.k, dtype=np.int64)
+        # bincount widens its input to intp: bound that copy to ~16 M entries.
+        chunk = max(1, _COUNT_CELLS // max(1, subsets.shape[1]))
+        for start in range(0, subsets.shape[0], chunk):
+            counts += np.bincount(subsets[start : start + chunk].ravel(), minlength=self.k)
+        return counts
 
     def _support_counts(self, statistics: IntArray, n: int) -> FloatArray:
         return statistics.astype(float)
