@@ -1,0 +1,48 @@
+"""CKKS parameters: 128-bit security and depth one, checked at start-up."""
+
+from __future__ import annotations
+
+import pytest
+
+from privaudit.crypto.vector_search import SearchParameters, bsgs_steps, galois_elements
+from privaudit.errors import ParameterError
+
+
+def test_defaults_are_128_bit_depth_one() -> None:
+    params = SearchParameters()
+    assert params.poly_modulus_degree == 8192 and params.coeff_modulus_bits == (60, 40, 60)
+    assert params.total_modulus_bits <= params.max_modulus_bits_128 == 218
+    context = params.seal_context()
+    assert context.parameters_set()
+    # One rescale from the first data level reaches the last one: depth exactly one.
+    assert context.first_context_data().next_context_data().parms_id() == (context.last_parms_id())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"poly_modulus_degree": 4096}, "128-bit security"),  # 160 > 109 bits
+        ({"coeff_modulus_bits": (60, 40, 40, 60)}, "three prime sizes"),
+        ({"coeff_modulus_bits": (45, 40, 45), "scale_bits": 40}, "at least 10 bits"),
+        ({"coeff_modulus_bits": (60, 30, 60)}, "middle prime"),
+        ({"poly_modulus_degree": 8000}, "one of"),
+        ({"coeff_modulus_bits": (60, 40, 61)}, "three prime sizes"),
+    ],
+)
+def test_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ParameterError, match=message):
+        SearchParameters(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("dimension", "steps"), [(1, (1, 1)), (16, (4, 4)), (384, (32, 16)), (768, (32, 32))]
+)
+def test_bsgs_steps(dimension: int, steps: tuple[int, int]) -> None:
+    assert bsgs_steps(dimension) == steps
+
+
+def test_galois_elements_are_rotation_one_baby_step_and_conjugation() -> None:
+    params = SearchParameters()
+    two_n = 2 * params.poly_modulus_degree
+    assert galois_elements(384, params) == [3, pow(3, 32, two_n), two_n - 1]
+    assert galois_elements(1, params) == [two_n - 1]

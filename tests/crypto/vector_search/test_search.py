@@ -1,0 +1,196 @@
+"""End-to-end encrypted search with real TenSEAL ciphertexts: correctness and roles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from privaudit.crypto.vector_search import (
+    DataParty,
+    EncryptedScores,
+    FederatedSearch,
+    Querier,
+    SearchParameters,
+    galois_elements,
+)
+from privaudit.crypto.vector_search._seal import sealapi
+from privaudit.crypto.vector_search._wire import Kind, decode_frame
+from privaudit.errors import BudgetExhaustedError
+from privaudit.randomness import simulation_generator
+
+DIMENSION = 16
+TOLERANCE = 1e-5
+
+
+def exact_scores(metric: str, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    if metric == "cosine":
+        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return unit @ (query / np.linalg.norm(query))
+    if metric == "inner_product":
+        return vectors @ query
+    return ((vectors - query) ** 2).sum(axis=1)
+
+
+@pytest.mark.parametrize("kernel", ["bsgs", "tenseal-mm"])
+@pytest.mark.parametrize("metric", ["cosine", "inner_product", "squared_l2"])
+def test_federated_scores_match_numpy(metric: str, kernel: str) -> None:
+    rng = simulation_generator(1)
+    querier = Querier(dimension=DIMENSION, metric=metric, kernel=kernel)  # type: ignore[arg-type]
+    shards = [rng.normal(size=(150, DIMENSION)) * 0.2 for _ in range(2)]
+    parties = [
+        DataParty(
+            party_id=f"party-{i}",
+            dimension=DIMENSION,
+            metric=metric,  # type: ignore[arg-type]
+            max_context_bytes=64 * 2**20,
+        ).ingest(shard)
+        for i, shard in enumerate(shards)
+    ]
+    federation = FederatedSearch(querier=querier, parties=parties, querier_id="alice")
+    query = rng.normal(size=DIMENSION) * 0.2
+    hits = federation.search(query, k=10)
+    exact = exact_scores(metric, np.concatenate(shards), query)
+    decrypted = np.concatenate([answer.scores for answer in federation.answers_])
+    assert np.max(np.abs(decrypted - exact)) <= TOLERANCE
+    order = np.argsort(exact) if metric == "squared_l2" else np.argsort(-exact)
+    expected = [(f"party-{i // 150}", str(i % 150)) for i in order[:10]]
+    assert [(hit.party_id, hit.id) for hit in hits] == expected
+
+
+def test_multi_chunk_shard_ingested_in_batches() -> None:
+    # 4,200 vectors span two 4,096-slot chunks; the second batch re-encodes the tail.
+    rng = simulation_generator(2)
+    dimension = 4
+    vectors = rng.normal(size=(4200, dimension))
+    party = DataParty(party_id="big", dimension=dimension, metric="inner_product")
+    party.ingest(vectors[:4000], ids=[f"v{i}" for i in range(4000)])
+    party.ingest(vectors[4000:], ids=[f"v{i}" for i in range(4000, 4200)])
+    querier = Querier(dimension=dimension, metric="inner_product")
+    query = rng.normal(size=dimension)
+    answer = party.search(
+        querier.encrypt_query(query), querier_id="q", context=querier.public_context()
+    )
+    assert len(answer.ciphertexts) == 2
+    decrypted = querier.decrypt_scores(answer.to_bytes())
+    assert decrypted.ids[4199] == "v4199"
+    assert np.max(np.abs(decrypted.scores - vectors @ query)) <= TOLERANCE
+
+
+def test_public_context_holds_parameters_and_exactly_the_kernel_galois_keys() -> None:
+    querier = Querier(dimension=DIMENSION)
+    header, sections = decode_frame(
+        querier.public_context(), kind=Kind.CONTEXT, max_bytes=2**23, max_sections=8
+    )
+    assert header["kernel"] == "bsgs" and len(sections) == 2
+    party = DataParty(party_id="p", dimension=DIMENSION)
+    party.register_context(querier.public_context())
+    loaded = next(iter(party._contexts.values()))
+    needed = galois_elements(DIMENSION, SearchParameters())
+    assert loaded.galois_keys.size() == len(needed) == 3
+    assert all(loaded.galois_keys.has_key(element) for element in needed)
+    # Nothing in the party's state is a secret key or a decryptor.
+    kinds = {type(value).__name__ for value in vars(loaded).values()}
+    assert not kinds & {"SecretKey", "Decryptor", "KeyGenerator"}
+
+
+def test_party_cannot_decrypt_the_query() -> None:
+    # The best a party can do without the querier's key: decrypt with a key of its own
+    # under the same parameters. It gets noise, not the query.
+    rng = simulation_generator(3)
+    querier = Querier(dimension=DIMENSION, metric="inner_product")
+    query = rng.normal(size=DIMENSION)
+    encrypted = querier.encrypt_query(query)
+    api = sealapi()
+    context = SearchParameters().seal_context()
+    ciphertext = api.Ciphertext()
+    from functools import partial
+
+    from privaudit.crypto.vector_search._seal import load_into
+
+    load_into(partial(ciphertext.load, context), encrypted.ciphertext, what="q", max_bytes=2**20)
+    own_key = api.KeyGenerator(context).secret_key()
+    plaintext = api.Plaintext()
+    api.Decryptor(context, own_key).decrypt(ciphertext, plaintext)
+    guess = np.asarray(api.CKKSEncoder(context).decode_double(plaintext)[:DIMENSION])
+    assert np.max(np.abs(guess - query)) > 1e3  # uniformly random mod q, scaled by 2^-40
+    # ... while the querier, with its key, reads its own query back exactly.
+    answer_key = querier._secret_key
+    api.Decryptor(context, answer_key).decrypt(ciphertext, plaintext)
+    mine = np.asarray(api.CKKSEncoder(context).decode_double(plaintext)[:DIMENSION])
+    assert np.max(np.abs(mine - query)) <= TOLERANCE
+
+
+def test_two_encryptions_of_one_query_differ() -> None:
+    querier = Querier(dimension=DIMENSION)
+    query = np.ones(DIMENSION)
+    assert querier.encrypt_query(query).ciphertext != querier.encrypt_query(query).ciphertext
+
+
+def test_query_budget_per_querier() -> None:
+    querier = Querier(dimension=DIMENSION)
+    party = DataParty(party_id="p", dimension=DIMENSION, max_queries_per_querier=2)
+    party.ingest(simulation_generator(4).normal(size=(10, DIMENSION)))
+    context = party.register_context(querier.public_context())
+    assert context == querier.context_id
+    for _ in range(2):
+        party.search(querier.encrypt_query(np.ones(DIMENSION)), querier_id="alice")
+    with pytest.raises(BudgetExhaustedError, match="alice"):
+        party.search(querier.encrypt_query(np.ones(DIMENSION)), querier_id="alice")
+    party.search(querier.encrypt_query(np.ones(DIMENSION)), querier_id="bob")
+    assert party.queries_used("alice") == 2 and party.queries_used("bob") == 1
+
+
+def test_only_the_real_part_of_the_scores_is_returned() -> None:
+    # A querier hiding a second query q2 in the imaginary part of its slots
+    # (q1 + i q2) would learn <x, q2> too; the conjugation step removes it.
+    rng = simulation_generator(5)
+    querier = Querier(dimension=DIMENSION, metric="inner_product")
+    vectors = rng.normal(size=(50, DIMENSION))
+    party = DataParty(party_id="p", dimension=DIMENSION, metric="inner_product").ingest(vectors)
+    party.register_context(querier.public_context())
+    q1, q2 = rng.normal(size=DIMENSION), rng.normal(size=DIMENSION)
+    api = sealapi()
+    slots = SearchParameters().slots
+    complex_query = np.tile(q1 + 1j * q2, slots // DIMENSION)
+    plaintext = api.Plaintext()
+    querier._encoder.encode(
+        complex_query.tolist(),
+        querier._context.first_parms_id(),
+        SearchParameters().scale,
+        plaintext,
+    )
+    crafted = querier.encrypt_query(q1)  # a valid envelope; swap in the crafted ciphertext
+    from privaudit.crypto.vector_search import EncryptedQuery
+    from privaudit.crypto.vector_search._seal import dump
+
+    blob = dump(querier._encryptor.encrypt_symmetric(plaintext).save)
+    answer = party.search(
+        EncryptedQuery(crafted.context_id, crafted.query_id, DIMENSION, blob), querier_id="eve"
+    )
+    ciphertext = api.Ciphertext()
+    from functools import partial
+
+    from privaudit.crypto.vector_search._seal import load_into
+
+    load_into(
+        partial(ciphertext.load, querier._context), answer.ciphertexts[0], what="s", max_bytes=2**20
+    )
+    decrypted = api.Plaintext()
+    querier._decryptor.decrypt(ciphertext, decrypted)
+    values = np.asarray(querier._encoder.decode_complex(decrypted)[:50])
+    assert np.max(np.abs(values.real - vectors @ q1)) <= TOLERANCE
+    assert np.max(np.abs(values.imag)) <= TOLERANCE  # <x, q2> would be of order 4
+    assert np.max(np.abs(vectors @ q2)) > 1.0
+
+
+def test_answer_round_trips_as_bytes() -> None:
+    querier = Querier(dimension=DIMENSION)
+    party = DataParty(party_id="p", dimension=DIMENSION)
+    party.ingest(simulation_generator(6).normal(size=(20, DIMENSION)), ids=range(100, 120))
+    answer = party.search(
+        querier.encrypt_query(np.ones(DIMENSION)).to_bytes(),
+        querier_id="a",
+        context=querier.public_context(),
+    )
+    again = EncryptedScores.from_bytes(answer.to_bytes())
+    assert again == answer and again.ids[0] == "100"
