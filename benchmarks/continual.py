@@ -1,0 +1,285 @@
+"""Continual counters: largest variance, stream speed, and the Toeplitz counter's cost.
+
+Three sections, each printed as a table:
+
+1. **variance**: the largest per-step variance over a horizon T in {2^10, 2^16, 2^20}
+   of ``BinaryTreeCounter``, ``HonakerCounter`` and ``MatrixFactorizationCounter``
+   (noise multiplier 1), from their exact ``max_variance()``, beside the closed form of
+   the exact square-root factorization (``S²``) and, where ``jax-privacy`` is
+   installed, its optimal Toeplitz coefficients (``optimal_max_error_noising_coefs``,
+   error from its own ``per_query_error``). Ratios are to the plain tree (the anchor).
+2. **stream**: ``--steps`` (10^6) pushes through the tree and Honaker counters
+   (T = 2^20, secure ChaCha20 noise, Gaussian and Laplace), seconds and µs per step,
+   beside an anchor run in the same process: a Python loop that only adds the items
+   (the cost of touching an item in Python at all); the ratio is ours / anchor.
+3. **toeplitz**: pushes through ``MatrixFactorizationCounter`` (T = 2^20) for at most
+   ``--toeplitz-budget`` seconds; the per-push time is linear in t (two dot products of
+   length t), so a least-squares line through the measured pushes extrapolates the
+   cost of ``--steps`` pushes (marked ``~``). Memory: the bytes of its arrays.
+
+Run from the repository root::
+
+    PYTHONSAFEPATH=1 .venv/bin/python benchmarks/continual.py
+    PYTHONSAFEPATH=1 .venv/bin/python benchmarks/continual.py --quick   # smoke run
+
+Writes ``benchmarks/results/continual.json`` (``--output``). ``pip install jax-privacy``
+for the jax_privacy column (it is not a dependency of privaudit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper modules
+import _machine
+
+from privaudit import simulation_generator
+from privaudit.mechanisms.continual import (
+    BinaryTreeCounter,
+    ContinualCounter,
+    HonakerCounter,
+    MatrixFactorizationCounter,
+    sqrt_toeplitz_coefficients,
+)
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUTPUT = HERE / "results" / "continual.json"
+HORIZONS = (2**10, 2**16, 2**20)
+STREAM_T = 2**20
+STREAM_TARGET_S = 10.0  # 10^6 pushes per counter on 2 cores
+
+console = Console(width=None if sys.stdout.isatty() else 200)
+
+
+def jax_privacy_max_variance(T: int) -> tuple[float | None, str]:  # noqa: N803
+    """Largest per-step variance of jax_privacy's optimal Toeplitz mechanism (σ = 1)."""
+    try:
+        import jax
+        from jax_privacy.matrix_factorization import toeplitz
+    except ImportError as error:
+        return None, f"jax-privacy not installed ({error}); pip install jax-privacy"
+    jax.config.update("jax_enable_x64", True)
+    strategy = toeplitz.optimal_max_error_strategy_coefs(T)
+    noising = toeplitz.optimal_max_error_noising_coefs(T)
+    errors = toeplitz.per_query_error(noising_coef=noising)
+    sensitivity2 = float(toeplitz.sensitivity_squared(strategy))
+    return sensitivity2 * float(np.max(np.asarray(errors))), "ok"
+
+
+def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
+    rows = []
+    for T in horizons:  # noqa: N806
+        tree = BinaryTreeCounter(T=T, noise_multiplier=1.0).max_variance()
+        honaker = HonakerCounter(T=T, noise_multiplier=1.0).max_variance()
+        ours = MatrixFactorizationCounter(T=T, noise_multiplier=1.0).max_variance()
+        s = float(np.sum(sqrt_toeplitz_coefficients(T) ** 2))
+        jaxp, status = jax_privacy_max_variance(T)
+        rows.append(
+            {
+                "T": T,
+                "tree": tree,
+                "honaker": honaker,
+                "sqrt_mf": ours,
+                "sqrt_mf_closed_form_S2": s * s,
+                "S": s,
+                "jax_privacy_optimal_toeplitz": jaxp,
+                "jax_privacy_status": status,
+                "tree_over_honaker": tree / honaker,
+                "tree_over_sqrt_mf": tree / ours,
+                "sqrt_mf_over_jax_privacy": None if jaxp is None else ours / jaxp,
+            }
+        )
+    table = Table(title="Largest per-step variance, noise multiplier 1 (lower is better)")
+    for column in (
+        "T",
+        "tree",
+        "Honaker",
+        "sqrt-MF (ours)",
+        "S² closed form",
+        "jax_privacy",
+        "tree/Honaker",
+        "tree/sqrt-MF",
+        "ours/jax_privacy",
+    ):
+        table.add_column(column, justify="right")
+    for row in rows:
+        jaxp = row["jax_privacy_optimal_toeplitz"]
+        table.add_row(
+            f"2^{row['T'].bit_length() - 1}",
+            f"{row['tree']:.2f}",
+            f"{row['honaker']:.2f}",
+            f"{row['sqrt_mf']:.4f}",
+            f"{row['sqrt_mf_closed_form_S2']:.4f}",
+            "n/a" if jaxp is None else f"{jaxp:.4f}",
+            f"{row['tree_over_honaker']:.2f}x",
+            f"{row['tree_over_sqrt_mf']:.2f}x",
+            "n/a" if jaxp is None else f"{row['sqrt_mf_over_jax_privacy']:.6f}",
+        )
+    console.print(table)
+    if rows[0]["jax_privacy_optimal_toeplitz"] is None:
+        console.print(f"[yellow]jax_privacy column skipped: {rows[0]['jax_privacy_status']}")
+    return {"rows": rows}
+
+
+def time_pushes(counter: ContinualCounter, items: list[float]) -> float:
+    start = time.perf_counter()
+    push = counter.push
+    for x in items:
+        push(x)
+    return time.perf_counter() - start
+
+
+def anchor_seconds(items: list[float]) -> float:
+    start = time.perf_counter()
+    total = 0.0
+    for x in items:
+        total += x
+    elapsed = time.perf_counter() - start
+    assert total >= 0
+    return elapsed
+
+
+def section_stream(steps: int, seed: int) -> dict[str, Any]:
+    items = simulation_generator(seed).random(steps).tolist()
+    anchor = anchor_seconds(items)
+    rows = []
+    for cls in (BinaryTreeCounter, HonakerCounter):
+        for noise in ({"noise_multiplier": 1.0}, {"epsilon": 1.0}):
+            counter = cls(T=max(STREAM_T, steps), **noise)  # secure ChaCha20 noise
+            seconds = time_pushes(counter, items)
+            rows.append(
+                {
+                    "counter": cls.__name__,
+                    "noise": "gaussian" if "noise_multiplier" in noise else "laplace",
+                    "steps": steps,
+                    "seconds": seconds,
+                    "us_per_step": seconds / steps * 1e6,
+                    "ratio_to_anchor": seconds / anchor,
+                    "meets_target": seconds <= STREAM_TARGET_S * steps / 10**6,
+                    "largest_state_size": counter.state_size,
+                }
+            )
+    table = Table(title=f"{steps:,} pushes, T = 2^20, secure noise (anchor: a bare Python sum)")
+    for column in ("counter", "noise", "seconds", "µs/step", "ours/anchor", "≤ 10 s per 10^6"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            row["counter"],
+            row["noise"],
+            f"{row['seconds']:.2f}",
+            f"{row['us_per_step']:.2f}",
+            f"{row['ratio_to_anchor']:.0f}x",
+            "yes" if row["meets_target"] else "NO",
+        )
+    console.print(table)
+    console.print(f"anchor: {anchor:.3f} s ({anchor / steps * 1e9:.0f} ns per item)")
+    return {"anchor_seconds": anchor, "rows": rows}
+
+
+def section_toeplitz(steps: int, budget: float, seed: int) -> dict[str, Any]:
+    counter = MatrixFactorizationCounter(T=STREAM_T, noise_multiplier=1.0)
+    items = simulation_generator(seed).random(STREAM_T).tolist()
+    times: list[float] = []
+    started = time.perf_counter()
+    for x in items:
+        before = time.perf_counter()
+        counter.push(x)
+        times.append(time.perf_counter() - before)
+        if before - started > budget:
+            break
+    measured = len(times)
+    # Cost per push = fixed part + a part linear in t. The fixed part is the median of the
+    # first pushes; the slope comes from the median of the last 1,000 (medians: the
+    # machine is shared, and a noise refill now and then is a spike).
+    head = min(1000, measured // 2)
+    fixed = float(np.median(times[:head]))
+    tail_t = float(np.mean(np.arange(measured - head, measured) + 1))
+    slope = max(0.0, (float(np.median(times[-head:])) - fixed) / tail_t)
+    intercept = fixed
+    horizon = np.arange(1, steps + 1, dtype=float)
+    extrapolated = float(np.sum(intercept + slope * horizon))
+    arrays = {
+        name: value.nbytes for name, value in vars(counter).items() if isinstance(value, np.ndarray)
+    }
+    result = {
+        "T": STREAM_T,
+        "measured_pushes": measured,
+        "measured_seconds": float(np.sum(times)),
+        "fixed_us_per_push": intercept * 1e6,
+        "us_per_push_per_1000_history": slope * 1e9,
+        "us_per_step_at": {str(n): (intercept + slope * n) * 1e6 for n in (2**10, 2**16, 2**20)},
+        "extrapolated_seconds_for_steps": extrapolated,
+        "extrapolated": measured < steps,
+        "steps": steps,
+        "meets_target": extrapolated <= STREAM_TARGET_S * steps / 10**6,
+        "array_bytes": arrays,
+        "total_array_mib": sum(arrays.values()) / 2**20,
+    }
+    table = Table(title="MatrixFactorizationCounter, T = 2^20: cost of a push grows with t")
+    for column in (
+        "pushes measured",
+        "µs/push at t=2^10",
+        "t=2^16",
+        "t=2^20",
+        "10^6 pushes",
+        "arrays",
+    ):
+        table.add_column(column, justify="right")
+    at = result["us_per_step_at"]
+    table.add_row(
+        f"{measured:,} in {result['measured_seconds']:.1f} s",
+        f"{at[str(2**10)]:.1f}",
+        f"{at[str(2**16)]:.0f}",
+        f"{at[str(2**20)]:.0f}",
+        f"{'~' if result['extrapolated'] else ''}{extrapolated:.0f} s",
+        f"{result['total_array_mib']:.0f} MiB",
+    )
+    console.print(table)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=float, default=1e6)
+    parser.add_argument("--toeplitz-budget", type=float, default=20.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sections", default="variance,stream,toeplitz")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+    steps = 20_000 if args.quick else int(args.steps)
+    horizons = HORIZONS[:2] if args.quick else HORIZONS
+    budget = 2.0 if args.quick else args.toeplitz_budget
+    sections = set(args.sections.split(","))
+    document: dict[str, Any] = {
+        "machine": _machine.machine_info(["numpy", "scipy", "randomgen", "jax", "jax-privacy"]),
+        "settings": {
+            "steps": steps,
+            "horizons": horizons,
+            "toeplitz_budget_s": budget,
+            "quick": args.quick,
+        },
+    }
+    if "variance" in sections:
+        document["variance"] = section_variance(horizons)
+    if "stream" in sections:
+        document["stream"] = section_stream(steps, args.seed)
+    if "toeplitz" in sections:
+        document["toeplitz"] = section_toeplitz(steps, budget, args.seed)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(document, indent=2) + "\n")
+    console.print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""Continual observation: counters that release a running sum after every item.
+
+Three counters over a horizon ``T`` of items ``x_t ∈ [0, 1]``, with one constructor
+``Counter(*, T, epsilon=None, noise_multiplier=None, rng=None)`` (exactly one of
+``epsilon``, for discrete Laplace noise and pure ε-DP, or ``noise_multiplier``, for
+discrete Gaussian noise and ρ-zCDP) and one API: ``push(x)`` returns the private
+running sum, ``push_many(xs)``, ``variance(t)`` and ``max_variance()`` (exact),
+``sensitivity``, ``guarantee``.
+
+* :class:`BinaryTreeCounter`: the binary mechanism, ``O(log T)`` state.
+* :class:`HonakerCounter`: the same tree with Honaker's online variance reduction.
+* :class:`MatrixFactorizationCounter`: the square-root Toeplitz factorization, the
+  lowest largest variance of the three; ``O(T)`` state and ``O(t)`` per push.
+
+The exact discrete samplers they draw from are in :mod:`._discrete` and re-exported
+here (``discrete_laplace``, ``discrete_gaussian``).
+"""
+
+from privaudit.mechanisms.continual._base import ContinualCounter
+from privaudit.mechanisms.continual._discrete import (
+    discrete_gaussian,
+    discrete_gaussian_variance,
+    discrete_laplace,
+    discrete_laplace_variance,
+)
+from privaudit.mechanisms.continual._toeplitz import (
+    MatrixFactorizationCounter,
+    sqrt_toeplitz_coefficients,
+)
+from privaudit.mechanisms.continual._tree import BinaryTreeCounter, HonakerCounter
+
+__all__ = [
+    "BinaryTreeCounter",
+    "ContinualCounter",
+    "HonakerCounter",
+    "MatrixFactorizationCounter",
+    "discrete_gaussian",
+    "discrete_gaussian_variance",
+    "discrete_laplace",
+    "discrete_laplace_variance",
+    "sqrt_toeplitz_coefficients",
+]

@@ -1,0 +1,308 @@
+"""What every continual counter shares: parameters, input checks, exact noise, guarantee."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from fractions import Fraction
+from typing import ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from privaudit.errors import DataError, LimitExceededError, ParameterError
+from privaudit.guarantees import PrivacyGuarantee
+from privaudit.mechanisms.continual._discrete import (
+    discrete_gaussian,
+    discrete_gaussian_variance,
+    discrete_laplace,
+    discrete_laplace_variance,
+)
+from privaudit.randomness import RandomSource, is_secure, resolve_rng
+
+__all__ = ["NEIGHBOURING", "ContinualCounter", "noise_grid_bits"]
+
+FloatArray = npt.NDArray[np.float64]
+
+NEIGHBOURING = "replace one element x_t of the stream by any other value in [0, 1]"
+MAX_HORIZON = 1 << 24
+_NOISE_BLOCK = 1 << 16  # noise is data-independent, so it is drawn ahead in blocks
+_MAX_NOISE_SCALE = 1 << 56  # the samplers' int64 limit, in grid units
+_MIN_GRID_BITS = 16
+
+
+def noise_grid_bits(noise_scale: float) -> int:
+    """The most bits ``b`` with a noise scale (value units) of at most ``2^54`` units of
+    ``2^-b``, so that the samplers' integers fit ``int64`` with room to spare."""
+    if not (math.isfinite(noise_scale) and noise_scale > 0):
+        raise ParameterError(f"the noise scale must be finite and positive; got {noise_scale!r}")
+    bits = 54 - math.ceil(math.log2(noise_scale))
+    if bits < _MIN_GRID_BITS:
+        raise ParameterError(
+            f"a noise scale of {noise_scale:g} leaves fewer than {_MIN_GRID_BITS} bits for the "
+            "input grid; use a larger epsilon or a smaller noise_multiplier"
+        )
+    return bits
+
+
+class ContinualCounter(ABC):
+    """A counter that releases the running sum ``x_1 + ... + x_t`` after every push.
+
+    Inputs are snapped to the grid ``2^-k Z`` (``k`` is :attr:`grid_bits`, at least 24)
+    by rounding to nearest, and all sums and noise are integers on that grid, so no
+    float arithmetic happens before a value is private. The releases are unbiased for
+    the sum of the snapped inputs, which is within ``t · 2^-(k+1)`` of the true sum.
+
+    Subclasses define the strategy (which noisy linear measurements are taken) through
+    :meth:`_unit_sensitivity` and the streaming update :meth:`_advance`.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        T: int,  # noqa: N803  (the horizon is T in every paper)
+        epsilon: float | None = None,
+        noise_multiplier: float | None = None,
+        rng: RandomSource = None,
+    ) -> None:
+        if isinstance(T, bool) or not isinstance(T, int | np.integer) or not 1 <= T <= MAX_HORIZON:
+            raise ParameterError(
+                f"T (the horizon) must be an integer in [1, 2^24]; got {T!r}", parameter="T"
+            )
+        self.T = int(T)
+        if (epsilon is None) == (noise_multiplier is None):
+            raise ParameterError(
+                "give exactly one of epsilon (discrete Laplace noise, pure ε-DP) and "
+                "noise_multiplier (discrete Gaussian noise, ρ-zCDP with ρ = 1/(2σ²)); got "
+                f"epsilon={epsilon!r}, noise_multiplier={noise_multiplier!r}"
+            )
+        for label, value in (("epsilon", epsilon), ("noise_multiplier", noise_multiplier)):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float | np.integer | np.floating)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ParameterError(
+                    f"{label} must be a finite number > 0; got {value!r}", parameter=label
+                )
+        self.epsilon = None if epsilon is None else float(epsilon)
+        self.noise_multiplier = None if noise_multiplier is None else float(noise_multiplier)
+        self._rng = resolve_rng(rng)
+        self._t = 0
+        self._noise_buffer: list[int] = []  # drawn ahead (data-independent), used in order
+        self._noise_used = 0
+        self._noise_drawn = 0
+        self._setup()
+        self._grid_scale = 2.0**self.grid_bits
+        if self.epsilon is not None:
+            # Integer scale, rounded up: the realised ε = Δ₁/scale is at most the one asked.
+            scale = math.ceil(Fraction(self._l1_units()) / Fraction(self.epsilon))
+            self._laplace_scale: int | None = scale
+            self._sigma2: Fraction | None = None
+            self._noise_variance_units = discrete_laplace_variance(scale)
+            proposal = scale
+        else:
+            assert self.noise_multiplier is not None
+            sigma2 = Fraction(self.noise_multiplier) ** 2 * self._l2_squared_units()
+            self._sigma2 = Fraction(math.ceil(sigma2))  # rounded up: ρ at most the one asked
+            self._laplace_scale = None
+            self._noise_variance_units = discrete_gaussian_variance(self._sigma2)
+            proposal = math.isqrt(int(self._sigma2)) + 1
+        if proposal > _MAX_NOISE_SCALE:
+            raise ParameterError(
+                f"the noise scale is {proposal} grid units, above the samplers' 2^56; "
+                "use a larger epsilon or a smaller noise_multiplier"
+            )
+
+    # --- what subclasses provide ------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def grid_bits(self) -> int:
+        """``k``: inputs are snapped to multiples of ``2^-k``."""
+
+    @property
+    def sensitivity_norm(self) -> Literal["l1", "l2"]:
+        """The norm of :attr:`sensitivity`: ℓ1 for Laplace noise, ℓ2 for Gaussian."""
+        return "l1" if self.epsilon is not None else "l2"
+
+    @abstractmethod
+    def _setup(self) -> None:
+        """Build the strategy (called once, before the noise is calibrated)."""
+
+    @abstractmethod
+    def _l1_units(self) -> int:
+        """The largest ℓ1 column norm of the strategy, in noise units (exact)."""
+
+    @abstractmethod
+    def _l2_squared_units(self) -> int:
+        """The largest squared ℓ2 column norm of the strategy, in noise units (exact)."""
+
+    @abstractmethod
+    def _advance(self, x: int) -> float:
+        """Take one snapped input (an integer number of grid units); return the release."""
+
+    @abstractmethod
+    def _unit_variance_factor(self, t: int) -> float:
+        """``Var(release_t)`` divided by the variance of one noise draw (value units)."""
+
+    @abstractmethod
+    def _noise_total(self) -> int:
+        """How many noise draws a whole stream of ``T`` items takes (at most)."""
+
+    @property
+    @abstractmethod
+    def state_size(self) -> int:
+        """How many numbers the stream's state holds now (strategy tables excluded)."""
+
+    # --- the public API -----------------------------------------------------------------
+
+    @property
+    def sensitivity(self) -> float:
+        """The sensitivity of the noisy measurements to one input, in value units.
+
+        ℓ1 norm (with ``epsilon``) or ℓ2 norm (with ``noise_multiplier``) of the
+        largest column of the strategy matrix; see :attr:`sensitivity_norm`.
+        """
+        unit = 2.0 ** -self._noise_unit_bits()
+        if self.epsilon is not None:
+            return float(self._l1_units()) * unit
+        return math.sqrt(self._l2_squared_units()) * unit
+
+    @property
+    def guarantee(self) -> PrivacyGuarantee:
+        """ε-DP (``epsilon``) or ρ-zCDP with ρ = 1/(2σ²) (``noise_multiplier``), for the
+        whole stream of ``T`` releases, neighbours differing in one element."""
+        if self.epsilon is not None:
+            return PrivacyGuarantee.pure(self.epsilon, neighbouring=NEIGHBOURING)
+        assert self.noise_multiplier is not None
+        return PrivacyGuarantee.zcdp(
+            1.0 / (2.0 * self.noise_multiplier**2), neighbouring=NEIGHBOURING
+        )
+
+    @property
+    def noise_variance(self) -> float:
+        """The exact variance of one noise draw, in value units."""
+        return self._noise_variance_units / 4.0 ** self._noise_unit_bits()
+
+    @property
+    def t(self) -> int:
+        """How many items have been pushed."""
+        return self._t
+
+    @property
+    def secure(self) -> bool:
+        """Whether the noise comes from the ChaCha20 release source."""
+        return is_secure(self._rng)
+
+    def push(self, x: float) -> float:
+        """Add ``x`` in [0, 1] to the stream and return the private running sum.
+
+        Raises
+        ------
+        DataError
+            If ``x`` is not a finite number in [0, 1].
+        LimitExceededError
+            If ``T`` items have already been pushed.
+        """
+        value = _check_item(x)
+        self._check_room(1)
+        self._t += 1
+        return self._advance(self._snap(value))
+
+    def push_many(self, xs: npt.ArrayLike) -> FloatArray:
+        """Push every element of ``xs`` in order; return their releases.
+
+        All of ``xs`` is checked before any is pushed, so a bad element consumes none.
+        """
+        values = np.asarray(xs, dtype=float).ravel() if np.size(xs) else np.empty(0)
+        if values.size and not (
+            np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()
+        ):
+            bad = values[~(np.isfinite(values) & (values >= 0) & (values <= 1))][0]
+            raise DataError(f"every item must be a finite number in [0, 1]; got {bad!r}")
+        self._check_room(values.size)
+        out = np.empty(values.size)
+        for index, value in enumerate(values.tolist()):
+            self._t += 1
+            out[index] = self._advance(self._snap(value))
+        return out
+
+    def variance(self, t: int) -> float:
+        """The exact variance of the release after ``t`` pushes (``1 <= t <= T``)."""
+        if isinstance(t, bool) or not isinstance(t, int | np.integer) or not 1 <= t <= self.T:
+            raise ParameterError(f"t must be an integer in [1, {self.T}]; got {t!r}")
+        return self.noise_variance * self._unit_variance_factor(int(t))
+
+    @abstractmethod
+    def max_variance(self) -> float:
+        """The largest :meth:`variance` over ``t = 1..T``."""
+
+    def rounding_bound(self, t: int) -> float:
+        """The largest gap between the sum of ``t`` inputs and the sum the releases estimate."""
+        return t * 2.0 ** -(self.grid_bits + 1)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _noise_unit_bits(self) -> int:
+        """Noise and measurements are integers in units of ``2^-this``."""
+        return self.grid_bits
+
+    def _noise(self, n: int) -> list[int]:
+        """The next ``n`` noise draws (integers, in noise units)."""
+        if self._noise_used + n > len(self._noise_buffer):
+            self._refill(n)
+        start = self._noise_used
+        self._noise_used = start + n
+        return self._noise_buffer[start : start + n]
+
+    def _one_noise(self) -> int:
+        """The next noise draw (integer, in noise units)."""
+        if self._noise_used >= len(self._noise_buffer):
+            self._refill(1)
+        self._noise_used += 1
+        return self._noise_buffer[self._noise_used - 1]
+
+    def _refill(self, n: int) -> None:
+        rest = self._noise_buffer[self._noise_used :]
+        block = max(n, min(_NOISE_BLOCK, self._noise_total() - self._noise_drawn))
+        self._noise_drawn += block
+        if self._laplace_scale is not None:
+            fresh = discrete_laplace(self._rng, self._laplace_scale, block)
+        else:
+            assert self._sigma2 is not None
+            fresh = discrete_gaussian(self._rng, self._sigma2, block)
+        self._noise_buffer = rest + fresh.tolist()
+        self._noise_used = 0
+
+    def _snap(self, value: float) -> int:
+        return round(value * self._grid_scale)  # exact: a power-of-two scaling
+
+    def _check_room(self, n: int) -> None:
+        if self._t + n > self.T:
+            raise LimitExceededError(
+                f"this counter's horizon is T={self.T} items and {self._t} were pushed; "
+                f"{n} more would pass it. Start a new counter (with its own budget) for more.",
+                horizon=self.T,
+                pushed=self._t,
+            )
+
+    def __repr__(self) -> str:
+        noise = (
+            f"epsilon={self.epsilon:g}"
+            if self.epsilon is not None
+            else f"noise_multiplier={self.noise_multiplier:g}"
+        )
+        return f"{type(self).__name__}(T={self.T}, {noise}, t={self._t})"
+
+
+def _check_item(x: object) -> float:
+    if isinstance(x, bool) or not isinstance(x, int | float | np.integer | np.floating):
+        raise DataError(f"an item must be a number in [0, 1]; got {x!r}")
+    value = float(x)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise DataError(f"an item must be a finite number in [0, 1]; got {x!r}; clip it first")
+    return value
