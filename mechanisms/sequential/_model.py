@@ -172,13 +172,21 @@ class SequentialMechanism(ABC):
         """
         public = as_llr(llr)
         published = as_reports(reports)
-        minus_up, plus_up = self.log_report_probabilities(public, 1)
-        minus_down, plus_down = self.log_report_probabilities(public, -1)
         with np.errstate(invalid="ignore"):  # −inf − (−inf) where a report is impossible
-            step = np.where(published > 0, plus_up - plus_down, minus_up - minus_down)
+            step = self.log_probability_of(published, public, 1) - self.log_probability_of(
+                published, public, -1
+            )
         # A report that neither state can produce only comes from a law mismatch: keep
         # the belief rather than propagate nan.
         result: FloatArray = np.where(np.isnan(step), 0.0, step)
+        return result
+
+    def log_probability_of(
+        self, reports: npt.ArrayLike, llr: npt.ArrayLike, theta: int
+    ) -> FloatArray:
+        """``log P(x | l, θ)`` of each report ``x`` (from :meth:`log_report_probabilities`)."""
+        log_minus, log_plus = self.log_report_probabilities(llr, theta)
+        result: FloatArray = np.where(as_reports(reports) > 0, log_plus, log_minus)
         return result
 
     def update_llr(self, llr: npt.ArrayLike, reports: npt.ArrayLike) -> FloatArray:

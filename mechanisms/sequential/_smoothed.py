@@ -16,6 +16,7 @@ from privaudit.mechanisms.sequential._model import (
     ReportArray,
     SequentialMechanism,
     as_llr,
+    as_reports,
     check_epsilon,
     check_theta,
 )
@@ -188,25 +189,35 @@ class SmoothedRandomizedResponse(SequentialMechanism):
         self, llr: npt.ArrayLike, theta: int
     ) -> tuple[FloatArray, FloatArray]:
         """``(log P(x=−1 | l, θ), log P(x=+1 | l, θ))`` from the closed form above."""
-        theta = check_theta(theta)
-        z = (self.threshold(llr) - theta) / self.sigma
-        log_below, log_above = log_ndtr(z), log_ndtr(-z)  # P(s < t), P(s > t)
+        z = (self.threshold(llr) - check_theta(theta)) / self.sigma
+        return self._log_report_probability(z), self._log_report_probability(-z)
+
+    def log_probability_of(
+        self, reports: npt.ArrayLike, llr: npt.ArrayLike, theta: int
+    ) -> FloatArray:
+        """``log P(x | l, θ)`` of each given report: three ``log Φ`` per report, not six."""
+        z = (self.threshold(llr) - check_theta(theta)) / self.sigma
+        return self._log_report_probability(np.where(as_reports(reports) > 0, -z, z))
+
+    def _log_report_probability(self, w: FloatArray) -> FloatArray:
+        """``log P(x | l, θ)`` at ``w = −x (t − θ)/σ`` (the law is symmetric under x → −x).
+
+        ``P(x) = Φ(w) − A·R(w) + A·R(−w)``, ``R(w) = e^{−εσw + ε²σ²/2} Φ(w − εσ)``:
+        ``Φ(w)`` is the mass on the side where the action is x, ``A·R(w)`` the part of it
+        flipped away, ``A·R(−w)`` what the other side flips to x.
+        """
+        log_side: FloatArray = log_ndtr(w)
         if not self.is_private:
-            return log_below, log_above
+            return log_side
         scale = self.epsilon * self.sigma
-        log_right = scale * z + 0.5 * scale**2 + log_ndtr(-z - scale)  # log R
-        log_left = -scale * z + 0.5 * scale**2 + log_ndtr(z - scale)  # log L
-        log_amplitude = math.log(self.flip_amplitude)
-        # Unflipped mass of each side: Φ(z) − A·L >= Φ(z)/2 because L <= Φ(z), A <= 1/2.
-        kept_below = log_below + np.log1p(
-            -np.minimum(np.exp(log_left - log_below), 1.0) * self.flip_amplitude
+        log_flipped_away = -scale * w + 0.5 * scale**2 + log_ndtr(w - scale)
+        log_flipped_in = scale * w + 0.5 * scale**2 + log_ndtr(-w - scale)
+        # Φ(w) − A·R(w) >= Φ(w)/2 (R(w) <= Φ(w), A <= 1/2): no cancellation.
+        kept = log_side + np.log1p(
+            -np.minimum(np.exp(log_flipped_away - log_side), 1.0) * self.flip_amplitude
         )
-        kept_above = log_above + np.log1p(
-            -np.minimum(np.exp(log_right - log_above), 1.0) * self.flip_amplitude
-        )
-        log_minus: FloatArray = np.logaddexp(kept_below, log_amplitude + log_right)
-        log_plus: FloatArray = np.logaddexp(kept_above, log_amplitude + log_left)
-        return log_minus, log_plus
+        result: FloatArray = np.logaddexp(kept, math.log(self.flip_amplitude) + log_flipped_in)
+        return result
 
     # -- asymptotics -------------------------------------------------------------------
 

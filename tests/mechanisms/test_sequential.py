@@ -75,6 +75,10 @@ def test_report_law_matches_numerical_integration(
         log_minus, log_plus = srr.log_report_probabilities(llrs, theta)
         np.testing.assert_allclose(np.exp(log_minus) + np.exp(log_plus), 1.0, rtol=1e-12)
         np.testing.assert_allclose(srr.report_probability(llrs, theta), np.exp(log_plus))
+        # The per-report form the public update uses agrees with the full law.
+        for report, expected in ((1, log_plus), (-1, log_minus)):
+            chosen = srr.log_probability_of(np.full(llrs.size, report), llrs, theta)
+            np.testing.assert_allclose(chosen, expected, rtol=1e-14)
         for index, llr in enumerate(llrs):
             minus, plus = integrated_report_law(epsilon, sigma, a, float(llr), theta)
             # Both probabilities to relative 1e-8: the smaller one is not 1 − the larger.
