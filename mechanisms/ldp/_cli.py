@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from privaudit.errors import MissingDependencyError, ParameterError
+from privaudit.errors import ParameterError
 from privaudit.mechanisms.ldp._engine import FrequencyOracle, frequency_oracle_names
+from privaudit.plotting import pyplot
 from privaudit.progress import progress_bar
 from privaudit.randomness import simulation_generator
 from privaudit.registry import mechanisms
@@ -132,15 +133,7 @@ def simulate_command(
 
 
 def _plot(rows: list[dict[str, float | str]], path: Path, *, title: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise MissingDependencyError(
-            "plots need matplotlib: pip install 'privaudit[plot]'"
-        ) from error
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
     for name in dict.fromkeys(str(row["protocol"]) for row in rows):
         mine = [row for row in rows if row["protocol"] == name]

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-PRIVAUDIT = Path(sys.executable).with_name("privaudit")
+from cli_runner import run_privaudit
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONSAFEPATH": "1", "COLUMNS": "200"}
-    return subprocess.run(
-        [str(PRIVAUDIT), "ldp", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_privaudit("ldp", *args, cwd=cwd)
 
 
 def test_simulate_prints_protocols_side_by_side_and_saves_a_plot(tmp_path: Path) -> None:
