@@ -122,9 +122,11 @@ class BetaAxis:
         edges_s = list(_HALF_EDGES)
         for value, complement in breaks:
             u, s = self.tail_probabilities(value, complement)
-            if 0.0 < u <= 0.5:
+            # A break deeper in a tail than the grading floor adds nothing, and a
+            # subnormal tail probability (1e-322) would make betaincinv return NaN.
+            if _GRADED_FLOOR < u <= 0.5:
                 edges_u.append(u)
-            elif 0.0 < s < 0.5:
+            elif _GRADED_FLOOR < s < 0.5:
                 edges_s.append(s)
         lower = np.unique(np.asarray(edges_u))
         upper = np.unique(np.asarray(edges_s))

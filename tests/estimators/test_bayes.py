@@ -34,6 +34,24 @@ def test_interval_is_invariant_under_relabelling(
     assert flipped == pytest.approx(interval, abs=SAME, rel=SAME)
 
 
+@pytest.mark.parametrize(
+    ("tp", "fn", "tn", "fp"),
+    [(435, 189, 87, 655), (87, 0, 87, 655), (655, 87, 0, 87), (0, 3000, 3000, 0), (3000, 0, 0, 0)],
+)
+@pytest.mark.parametrize("delta", [0.0, 1e-5, 1e-3])
+def test_extreme_and_worse_than_random_counts_give_finite_ordered_intervals(
+    tp: int, fn: int, tn: int, fp: int, delta: float
+) -> None:
+    # Regression: a break of the quadrature grid at δ whose Beta tail probability was
+    # subnormal (1e-322) made betaincinv return NaN, and the fit raised.
+    estimator = BayesianEpsilon(delta=delta).fit(tp=tp, fn=fn, tn=tn, fp=fp)
+    low, high = estimator.interval_
+    assert 0.0 <= low <= estimator.median_ <= high
+    assert not math.isnan(high)
+    swapped = BayesianEpsilon(delta=delta).fit(tp=tn, fn=fp, tn=tp, fp=fn).interval_
+    assert swapped == pytest.approx((low, high), abs=SAME, rel=SAME)
+
+
 @settings(max_examples=15, deadline=None)
 @given(tp=counts, fn=counts, tn=counts, fp=counts, alpha=st.sampled_from([0.01, 0.05, 0.2]))
 def test_lower_bound_at_alpha_is_the_two_sided_lower_end_at_two_alpha(
