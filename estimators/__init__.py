@@ -10,8 +10,10 @@ whether it is ``rigorous`` or ``heuristic`` (:class:`Rigor`), why, and under whi
 * :class:`ClopperPearsonEpsilon`: exact binomial confidence rectangle (rigorous).
 * :class:`JeffreysEpsilon`: Jeffreys confidence rectangle (heuristic).
 * :class:`OneRunAudit`: one training run with canaries (rigorous).
+* :func:`audit_mechanism`: run a mechanism on two neighbouring inputs and bound its ε.
 """
 
+from privaudit.estimators._audit import MechanismAudit, audit_mechanism
 from privaudit.estimators._bayes import BayesianEpsilon, PosteriorGrid
 from privaudit.estimators._frequentist import ClopperPearsonEpsilon, JeffreysEpsilon
 from privaudit.estimators._one_run import OneRunAudit, one_run_p_value
@@ -23,10 +25,12 @@ __all__ = [
     "ClopperPearsonEpsilon",
     "EpsilonEstimate",
     "JeffreysEpsilon",
+    "MechanismAudit",
     "OneRunAudit",
     "PosteriorGrid",
     "Rigor",
     "ThreatModel",
+    "audit_mechanism",
     "epsilon_from_rates",
     "one_run_p_value",
 ]
