@@ -38,20 +38,17 @@ References
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from privaudit.errors import DataError, LimitExceededError, ParameterError
 from privaudit.estimators._bayes import BayesianEpsilon
-from privaudit.estimators._checks import check_alpha, check_count, check_delta
-from privaudit.estimators._frequentist import ClopperPearsonEpsilon
-from privaudit.estimators._rates import epsilon_array
+from privaudit.estimators._checks import check_alpha, check_count, check_delta, check_fraction
+from privaudit.estimators._frequentist import ClopperPearsonEpsilon, clopper_pearson_lower_bounds
 from privaudit.estimators._result import EpsilonEstimate, ThreatModel
 from privaudit.guarantees import PrivacyGuarantee
 
@@ -230,7 +227,7 @@ def audit_mechanism(
                 f"event must be 'split' or a function of the outputs; got {event!r}",
                 parameter="event",
             )
-        fraction = _check_fraction(selection_fraction)
+        fraction = check_fraction("selection_fraction", selection_fraction)
         n_select = min(max(1, round(n_trials * fraction)), n_trials - 1)
         counts, description = _split_counts(
             mechanism, x, x_neighbour, n_select, n_trials - n_select, alpha, delta, rng
@@ -300,7 +297,7 @@ def _split_counts(
     top = max(1, order.size - 1)
     tp = np.cumsum(under_x[order])[:top]
     fp = np.cumsum(under_neighbour[order])[:top]
-    bounds = _clopper_pearson_lower(tp, n_select - tp, n_select - fp, fp, alpha, delta)
+    bounds = clopper_pearson_lower_bounds(tp, n_select - tp, n_select - fp, fp, alpha, delta)
     chosen = int(np.argmax(bounds)) + 1
     in_event = np.zeros(order.size, dtype=bool)
     in_event[order[:chosen]] = True
@@ -316,21 +313,6 @@ def _split_counts(
         "selection_bound": float(bounds[chosen - 1]),
     }
     return result, description
-
-
-def _clopper_pearson_lower(
-    tp: IntArray, fn: IntArray, tn: IntArray, fp: IntArray, alpha: float, delta: float
-) -> FloatArray:
-    """Vectorised ``ClopperPearsonEpsilon(sided="lower")`` lower bounds."""
-    negatives, positives = tn + fp, tp + fn
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fpr_high = np.where(tn == 0, 1.0, 1.0 - special.betaincinv(tn, fp + 1, alpha / 2))
-        fnr_high = np.where(tp == 0, 1.0, 1.0 - special.betaincinv(tp, fn + 1, alpha / 2))
-    fpr_high = np.where(negatives == 0, 1.0, fpr_high)
-    fnr_high = np.where(positives == 0, 1.0, fnr_high)
-    epsilon = epsilon_array(fpr_high, fnr_high, delta)
-    bounds: FloatArray = np.where(fpr_high + fnr_high >= 1.0 - delta, 0.0, epsilon)
-    return bounds
 
 
 class _OutputTable:
@@ -424,21 +406,6 @@ def _as_rows(array: Any) -> IntArray:
 def _same_input(x: Any, x_neighbour: Any) -> bool:
     a, b = np.asarray(x), np.asarray(x_neighbour)
     return a.shape == b.shape and bool(np.all(a == b))
-
-
-def _check_fraction(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParameterError(
-            f"selection_fraction must be a number in (0, 1); got {value!r}",
-            parameter="selection_fraction",
-        )
-    fraction = float(value)
-    if not 0.0 < fraction < 1.0 or math.isnan(fraction):
-        raise ParameterError(
-            f"selection_fraction must be in (0, 1), e.g. 0.5; got {fraction!r}",
-            parameter="selection_fraction",
-        )
-    return fraction
 
 
 def _jsonable(value: Any) -> Any:
