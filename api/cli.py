@@ -157,6 +157,7 @@ def keys_create(
     label: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
 ) -> None:
     """Create an API key. It is printed once; only its hash is stored."""
+    import privaudit.api.app  # noqa: F401  (the routers register their scopes)
     from privaudit.api.db import Database, upgrade_schema
     from privaudit.api.keys import create_key
 

@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     ldp_max_reports_per_batch: int = Field(
         default=1_000_000, ge=1, description="Most reports in one posted LDP batch."
     )
+    estimate_max_scores: int = Field(
+        default=1_000_000, ge=1, description="Most scores in one POST /v1/estimates/epsilon."
+    )
+    estimate_max_thresholds: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000,
+        description="Most thresholds of a Bonferroni grid in one POST /v1/estimates/epsilon.",
+    )
     job_workers: int = Field(
         default=1, ge=0, le=64, description="Job worker processes started by `serve`."
     )

@@ -76,3 +76,15 @@ def check_finite_epsilon(epsilon: object) -> float:
     if math.isnan(value) or value < 0:
         raise ParameterError(f"epsilon must be >= 0; got {value!r}", parameter="epsilon")
     return value
+
+
+def check_fraction(name: str, value: object) -> float:
+    """Return a share of the trials as a float in (0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ParameterError(f"{name} must be a number in (0, 1); got {value!r}", parameter=name)
+    fraction = float(value)
+    if not 0.0 < fraction < 1.0:  # also refuses NaN
+        raise ParameterError(
+            f"{name} must be in (0, 1), e.g. 0.5; got {fraction!r}", parameter=name
+        )
+    return fraction

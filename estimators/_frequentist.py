@@ -26,11 +26,15 @@ import math
 from abc import abstractmethod
 
 import numpy as np
+import numpy.typing as npt
 from scipy import special
 
 from privaudit.estimators._counts import Counts, CountsEstimator
 from privaudit.estimators._rates import epsilon_array
 from privaudit.estimators._result import Rigor
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 
 
 def clopper_pearson_interval(successes: int, trials: int, alpha: float) -> tuple[float, float]:
@@ -64,6 +68,22 @@ def jeffreys_interval(successes: int, trials: int, alpha: float) -> tuple[float,
         else 1.0 - float(special.betaincinv(failures + 0.5, successes + 0.5, alpha / 2))
     )
     return (low, high)
+
+
+def clopper_pearson_lower_bounds(
+    tp: IntArray, fn: IntArray, tn: IntArray, fp: IntArray, alpha: float, delta: float
+) -> FloatArray:
+    """Vectorised ``ClopperPearsonEpsilon(sided="lower")`` lower bounds, one per matrix
+    (for threshold and event searches)."""
+    negatives, positives = tn + fp, tp + fn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fpr_high = np.where(tn == 0, 1.0, 1.0 - special.betaincinv(tn, fp + 1, alpha / 2))
+        fnr_high = np.where(tp == 0, 1.0, 1.0 - special.betaincinv(tp, fn + 1, alpha / 2))
+    fpr_high = np.where(negatives == 0, 1.0, fpr_high)
+    fnr_high = np.where(positives == 0, 1.0, fnr_high)
+    epsilon = epsilon_array(fpr_high, fnr_high, delta)
+    bounds: FloatArray = np.where(fpr_high + fnr_high >= 1.0 - delta, 0.0, epsilon)
+    return bounds
 
 
 class _RectangleEstimator(CountsEstimator):

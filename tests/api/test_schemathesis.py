@@ -16,13 +16,15 @@ from live import LiveServer
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
-# Two operations take input whose validity JSON Schema cannot state, so that
+# Three operations take input whose validity JSON Schema cannot state, so that
 # positive_data_acceptance would demand a 2xx for input the service must refuse:
 # - a reports body is bytes in the wire format (JSON Schema can only say "binary");
 # - a session's protocol options depend on each other and on k (a subset size below
-#   k, a prime q, pairwise coprime moduli).
-# That one check is off for those two operations; every other check runs on them.
-SEMANTIC_INPUT = "^/v1/ldp/sessions(/[^/]+/reports)?$"
+#   k, a prime q, pairwise coprime moduli);
+# - an epsilon estimate takes counts or scores (not both), scores need both classes,
+#   and the options that apply depend on which.
+# That one check is off for those operations; every other check runs on them.
+SEMANTIC_INPUT = "^(/v1/ldp/sessions(/[^/]+/reports)?|/v1/estimates/epsilon)$"
 
 
 def _schemathesis(url: str, key: str, cwd: Path, env: dict[str, str], *extra: str) -> str:
