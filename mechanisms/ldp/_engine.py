@@ -207,7 +207,24 @@ class FrequencyOracle(ABC):
 
     @abstractmethod
     def bits_per_report(self) -> float:
-        """Bits one report takes in the compact encoding."""
+        """The information content of one report in bits (what an optimal code for the
+        protocol's outputs takes; an average where reports differ in size). Compare
+        protocols with it; :meth:`wire_bits_per_report` is what the wire spends."""
+
+    def wire_bits_per_report(self) -> float:
+        """Bits the wire format (:meth:`encode`) spends per report, from the report
+        schema: each field's values per report times the bits of its range.
+
+        A batch adds a header (14 bytes plus the fingerprint) and pads each field to a
+        whole byte once, so ``len(encode(reports))`` is ``n`` times this plus at most
+        ``14 + len(fingerprint) + len(schema)`` bytes.
+
+        Raises
+        ------
+        NotImplementedError
+            If the protocol defines no report schema (no wire form).
+        """
+        return float(sum(field.width * _wire.field_bits(field) for field in self.report_schema()))
 
     def _statistics_size(self) -> int:
         """Length of the statistics vector (``k`` unless the protocol says otherwise)."""

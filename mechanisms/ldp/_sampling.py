@@ -11,11 +11,21 @@ one's output law is *exactly* the one stated, not an approximation of it:
 * :func:`conditional_subsets`: per user, a uniformly random ``size``-subset of ``[k]``
   that contains the user's value, or that does not (the two branches of subset
   selection), as a sorted row.
+* :func:`conditional_subset_bitmaps`: the same law, each subset as a bitmap of ``k``
+  bits in :func:`numpy.packbits` order (bit ``x`` of a row is bit ``7 − x mod 8`` of
+  byte ``x // 8``), built without listing the members.
+
+The dense subset sampler works on ``uint64`` masks in *packbits layout*: position ``x``
+of a row is bit ``(x mod 64) XOR 7`` (LSB = 0) of word ``x // 64``, so the words'
+little-endian bytes are the row's :func:`numpy.packbits` bytes, which is the wire's
+bitmap form (and what :func:`~privaudit.mechanisms.ldp._unary.column_bit_counts` counts).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +34,7 @@ import numpy.typing as npt
 __all__ = [
     "bernoulli",
     "bernoulli_words",
+    "conditional_subset_bitmaps",
     "conditional_subsets",
     "random_words",
     "subset_dtype",
@@ -41,6 +52,8 @@ _BLOCK_WORDS = 1 << 17  # mask words of the rows sampled together (1 MiB)
 _SPARSE_DENSITY = 1 / 16  # below this fraction of k: draw positions, redraw repeats
 _WORD_COST = 0.25  # a random mask word per digit, in draws of a missing member (measured)
 _BITS = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))  # 1 << j
+# The word bit of position x mod 64 in packbits layout (see the module docstring).
+_POSITION_BITS = _BITS[np.arange(64) ^ 7]
 
 
 def bernoulli(
@@ -192,6 +205,36 @@ def conditional_subsets(
     return out
 
 
+def conditional_subset_bitmaps(
+    values: IntArray,
+    include: npt.NDArray[np.bool_],
+    size: int,
+    k: int,
+    rng: np.random.Generator,
+) -> npt.NDArray[np.uint8]:
+    """The subsets of :func:`conditional_subsets` (same law, exactly) as bitmaps.
+
+    Returns an ``(n, ⌈k/8⌉)`` ``uint8`` array in :func:`numpy.packbits` order: bit ``x``
+    of row ``u`` (bit ``7 − x mod 8`` of byte ``x // 8``) is set iff ``x`` is a member;
+    exactly ``size`` bits are set per row and the padding bits past ``k`` are 0. Needs
+    ``1 <= size <= k - 1``.
+
+    Always the dense sampler of :func:`conditional_subsets` (its exactness argument
+    does not depend on the density, only its cost does), stopped before the members
+    are listed: the words of a row's mask are its bitmap (packbits layout, see the
+    module docstring).
+    """
+    n = values.size
+    n_bytes = (k + 7) // 8
+    out = np.empty((n, n_bytes), dtype=np.uint8)
+    if n == 0:
+        return out
+    include = np.asarray(include, dtype=bool)
+    for start, stop, masks in _dense_masks(values, include, size, k, rng):
+        out[start:stop] = _mask_bytes(masks)[:, :n_bytes]
+    return out
+
+
 def _sparse_subsets(
     values: IntArray,
     include: npt.NDArray[np.bool_],
@@ -238,6 +281,19 @@ def _dense_subsets(
     rng: np.random.Generator,
     out: npt.NDArray[Any],
 ) -> None:
+    for start, stop, masks in _dense_masks(values, include, size, k, rng):
+        _list_members(masks, out[start:stop])
+
+
+def _dense_masks(
+    values: IntArray,
+    include: npt.NDArray[np.bool_],
+    size: int,
+    k: int,
+    rng: np.random.Generator,
+) -> Iterator[tuple[int, int, WordArray]]:
+    """The dense sampler of :func:`conditional_subsets`, block by block of users:
+    ``(start, stop, masks)`` with the packbits-layout masks of users ``start:stop``."""
     n = values.size
     space = k - 1
     complement = 2 * size > space + 1
@@ -260,27 +316,37 @@ def _dense_subsets(
             flat[v_word] &= ~v_bit
         chosen = np.flatnonzero(include[start:stop])
         flat[v_word[chosen]] |= v_bit[chosen]
-        _list_members(masks, out[start:stop])
+        yield start, stop, masks
 
 
 def _value_bits(v: IntArray, n_words: int) -> tuple[IntArray, WordArray]:
     """Flat word index and bit of each row's value in ``(rows, n_words)`` masks."""
     word: IntArray = np.arange(v.size, dtype=np.int64) * n_words + (v >> 6)
-    bit: WordArray = _BITS[v & 63]
+    bit: WordArray = _POSITION_BITS[v & 63]
     return word, bit
 
 
+@functools.lru_cache(maxsize=64)
 def _tail_mask(k: int) -> np.uint64:
     """The bits of a mask's last word that are positions below ``k``."""
-    spare = 64 * ((k + 63) // 64) - k
-    return np.uint64(_WORD_MAX >> spare)
+    used = k - 64 * ((k - 1) // 64)  # positions in the last word, 1 .. 64
+    mask = 0
+    for position in range(used):
+        mask |= 1 << (position ^ 7)
+    return np.uint64(mask)
+
+
+def _mask_bytes(masks: WordArray) -> npt.NDArray[np.uint8]:
+    """The bytes of packbits-layout masks in memory order: the rows' packbits bytes."""
+    data: npt.NDArray[np.uint8] = masks.astype("<u8", copy=False).view(np.uint8)
+    return data
 
 
 def _fixed_size_masks(
     v: IntArray, target: IntArray, k: int, density: float, rng: np.random.Generator
 ) -> WordArray:
-    """Bit masks ``(rows, ⌈k/64⌉)`` (bit ``j`` of word ``i`` is position ``64 i + j``),
-    row ``r`` a uniform ``target[r]``-subset of ``[k] ∖ {v[r]}`` (the dense sampler of
+    """Packbits-layout bit masks ``(rows, ⌈k/64⌉)``, row ``r`` a uniform
+    ``target[r]``-subset of ``[k] ∖ {v[r]}`` (the dense sampler of
     :func:`conditional_subsets`)."""
     n_words = (k + 63) // 64
     masks = _bernoulli_masks(v, k, density, rng)
@@ -300,7 +366,7 @@ def _fixed_size_masks(
         word = row * n_words
         word += position >> 6
         # Unbuffered: two draws in one word both land, whatever the word structure.
-        np.bitwise_or.at(flat, word, _BITS[position & 63])
+        np.bitwise_or.at(flat, word, _POSITION_BITS[position & 63])
         flat[v_word[active]] &= ~v_bit[active]  # a draw of v is a miss
         count[active] = np.bitwise_count(masks[active]).sum(axis=1, dtype=np.int64)
         active = active[count[active] < target[active]]
@@ -309,7 +375,7 @@ def _fixed_size_masks(
 
 def _bernoulli_masks(v: IntArray, k: int, density: float, rng: np.random.Generator) -> WordArray:
     """Bit masks of i.i.d. Bernoulli(``density``) members of ``[k] ∖ {v}``, one row per
-    value."""
+    value (the bits are i.i.d., so the layout does not change their law)."""
     n_words = (k + 63) // 64
     masks = bernoulli_words(rng, density, v.size * n_words).reshape(v.size, n_words)
     masks[:, -1] &= _tail_mask(k)
@@ -319,17 +385,18 @@ def _bernoulli_masks(v: IntArray, k: int, density: float, rng: np.random.Generat
 
 
 def _list_members(masks: WordArray, out: npt.NDArray[Any]) -> None:
-    """Write each row's member positions, ascending, into ``out`` (one row per mask)."""
+    """Write each row's member positions, ascending, into ``out`` (one row per
+    packbits-layout mask)."""
     rows, n_words = masks.shape
     stride = 64 * n_words
-    data = masks.astype("<u8", copy=False).view(np.uint8)  # bit j of a row is position j
+    data = _mask_bytes(masks)  # bit x of a row is position x, in packbits order
     chunk = max(1, _EXTRACT_CELLS // stride)
     # A flat index is row·stride + position; when stride is a power of two no larger
     # than 2^16, its low 16 bits modulo stride are the position.
     low_bits = stride & (stride - 1) == 0 and stride <= 1 << 16 and out.dtype == np.uint16
     for start in range(0, rows, chunk):
         stop = min(rows, start + chunk)
-        cells = np.unpackbits(data[start:stop], axis=1, bitorder="little").view(np.bool_)
+        cells = np.unpackbits(data[start:stop], axis=1).view(np.bool_)
         flat_positions = np.flatnonzero(cells)
         target = out[start:stop].reshape(-1)
         if low_bits:
@@ -344,12 +411,17 @@ def _start_density(typical: int, space: int, n_words: int) -> float:
     ``typical/space`` that minimises the expected cost (``L`` random words per mask
     word, plus a draw per missing member, plus restarts when a row starts too full),
     under the normal approximation of the start's count."""
+    if typical >= space:
+        # Every position is a member (e.g. ω = 1 in a block of m = 2): start empty and
+        # let the top-up fill the row (a start of 1 would overfill the rows that hold
+        # the value, whose target is one less, and restart them for ever).
+        return 0.0
     best, best_cost = 0.0, math.inf
     ratio = typical / space
     for digits in range(1, 9):
         grid = 1 << digits
         numerator = math.floor(ratio * grid)
-        if numerator < 1 or (numerator % 2 == 0 and digits > 1):
+        if numerator < 1 or numerator >= grid or (numerator % 2 == 0 and digits > 1):
             continue  # not below the target, or already seen on a coarser grid
         p = numerator / grid
         mean, sd = space * p, math.sqrt(space * p * (1 - p))

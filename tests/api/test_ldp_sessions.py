@@ -16,7 +16,7 @@ from live import LiveServer
 from privaudit import simulation_generator
 from privaudit.api.client import LDPCollector, ServiceError
 from privaudit.api.routes.ldp import REPORTS_MEDIA_TYPE
-from privaudit.mechanisms.ldp import Reports
+from privaudit.mechanisms.ldp import Reports, _wire
 
 
 @pytest.fixture
@@ -71,9 +71,7 @@ def test_one_bad_report_rejects_the_whole_batch(
     good = oracle.randomize(np.arange(100) % 64, rng=simulation_generator(1))
     subsets = good.arrays["subsets"].copy()
     subsets[57, 0] = 64  # one value outside the domain
-    forged = bytearray(
-        oracle.encode(Reports("ss", oracle.fingerprint(), {"subsets": subsets.clip(0, 63)}))
-    )
+    forged = bytearray(oracle.encode(good))  # cut short below
     # Re-encode with the out-of-range value by hand: bump the first field of report 57.
     forged_reports = Reports("ss", oracle.fingerprint(), {"subsets": subsets})
     with pytest.raises(Exception, match="must lie in"):
@@ -88,6 +86,28 @@ def test_one_bad_report_rejects_the_whole_batch(
     ).json()
     assert session["n"] == 0
     assert session["batches"] == 0
+
+
+def test_a_report_that_is_not_a_set_rejects_the_whole_batch(
+    server: LiveServer, tenant_a_key: str, collector: LDPCollector
+) -> None:
+    # A forged subset-selection report with ω copies of one value would count ω times
+    # for it: its batch is refused whole (422, a precise message) and nothing is applied.
+    oracle = collector.oracle
+    good = oracle.randomize(np.arange(100) % 64, rng=simulation_generator(1))
+    subsets = good.arrays["subsets"].copy()
+    subsets[57] = 9
+    forged = _wire.encode(oracle.fingerprint(), 100, oracle.report_schema(), {"subsets": subsets})
+    response = _post(server, tenant_a_key, collector.session_id, forged, "forged-1")
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "bad_input_data"
+    assert "report 57" in response.json()["detail"]
+    assert "distinct and in ascending order" in response.json()["detail"]
+    session = httpx.get(
+        f"{server.url}/v1/ldp/sessions/{collector.session_id}",
+        headers={"Authorization": f"Bearer {tenant_a_key}"},
+    ).json()
+    assert session["n"] == 0 and session["batches"] == 0
 
 
 def test_a_retried_batch_is_counted_once_and_a_reused_key_is_a_conflict(

@@ -14,11 +14,13 @@ import math
 import numpy as np
 import pytest
 import scipy.linalg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import privaudit.mechanisms.ldp._modular  # noqa: F401  (registers "mss")
 from privaudit import simulation_generator
 from privaudit.errors import DataError, ParameterError
-from privaudit.mechanisms.ldp import SubsetSelection
+from privaudit.mechanisms.ldp import Reports, SubsetSelection, _wire
 from privaudit.mechanisms.ldp._modular import (
     ModularSubsetSelection,
     choose_moduli,
@@ -460,3 +462,190 @@ def test_large_domain_exact_mse_is_fast_and_agrees_with_its_f_to_0_limit() -> No
     e0[0] = 1.0
     residual = scipy.linalg.matmul_toeplitz(oracle._design.column, solution) - e0
     assert np.abs(residual).max() < 1e-10
+
+
+# --- report forms and reports that are not sets ------------------------------------------
+
+
+def crafted(oracle: ModularSubsetSelection, arrays: dict[str, np.ndarray]) -> bytes:
+    """Bytes made by the wire encoder alone, with no validation (a hostile client)."""
+    n = len(arrays["block"])
+    return _wire.encode(oracle.fingerprint(), n, oracle.report_schema(), arrays)
+
+
+def reference_valid(
+    oracle: ModularSubsetSelection, block: np.ndarray, rows: list[list[int]]
+) -> bool:
+    """Each report of block j is a set of exactly ω_j residues of [m_j], written
+    independently of the code: members as a sorted list of distinct residues."""
+    for j, members in zip(block.tolist(), rows, strict=True):
+        omega, m = oracle.subset_sizes[j], oracle.moduli[j]
+        if len(members) != omega or len(set(members)) != omega:
+            return False
+        if any(not 0 <= r < m for r in members):
+            return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("k", "epsilon", "form"), [(1024, 1.0, "bitmap"), (1024, 3.0, "positions"), (50, 1.0, "bitmap")]
+)
+def test_the_smaller_report_form_and_its_wire_bits(k: int, epsilon: float, form: str) -> None:
+    oracle = ModularSubsetSelection(k=k, epsilon=epsilon)
+    largest, widest = max(oracle.moduli), max(oracle.subset_sizes)
+    header = (oracle.n_moduli - 1).bit_length()
+    positions = widest * largest.bit_length()  # residues and the -1 padding
+    bitmap = 8 * ((largest + 7) // 8)
+    assert oracle.report_form == form == ("bitmap" if bitmap < positions else "positions")
+    assert f"form={form}" in oracle.fingerprint()
+    assert oracle.wire_bits_per_report() == header + min(positions, bitmap)
+    assert oracle.bits_per_report() < oracle.wire_bits_per_report()
+    rng = simulation_generator(6)
+    reports = oracle.randomize(rng.integers(0, k, size=2_000), rng=rng)
+    payload = len(oracle.encode(reports)) - len(oracle.fingerprint()) - 14
+    assert payload == (2_000 * header + 7) // 8 + (2_000 * min(positions, bitmap) + 7) // 8
+    # Both forms count the same thing: c_j[r] = reports of block j whose subset holds r.
+    block = reports.arrays["block"]
+    if form == "bitmap":
+        cells = np.unpackbits(reports.arrays["bits"], axis=1)
+        members = [np.flatnonzero(row).tolist() for row in cells]
+    else:
+        members = [[r for r in row if r >= 0] for row in reports.arrays["subsets"].tolist()]
+    assert reference_valid(oracle, block, members)
+    expected = np.zeros(oracle._statistics_size(), dtype=np.int64)
+    for j, row in zip(block.tolist(), members, strict=True):
+        expected[oracle._starts[j]] += 1
+        expected[oracle._starts[j] + 1 + np.array(row)] += 1
+    np.testing.assert_array_equal(oracle.statistics(reports), expected)
+    np.testing.assert_array_equal(
+        oracle.statistics(oracle.decode(oracle.encode(reports))), expected
+    )
+
+
+def test_forged_positions_reports_are_refused_whole() -> None:
+    oracle = ModularSubsetSelection(k=200, epsilon=2.0)
+    assert oracle.report_form == "positions"
+    rng = simulation_generator(12)
+    good = oracle.randomize(rng.integers(0, 200, size=300), rng=rng)
+    block, subsets = good.arrays["block"], good.arrays["subsets"]
+    i = int(np.flatnonzero(np.asarray(oracle.subset_sizes)[block] >= 3)[0])
+    j = int(block[i])
+    omega, m = oracle.subset_sizes[j], oracle.moduli[j]
+    width = subsets.shape[1]
+
+    def forge(row: list[int]) -> np.ndarray:
+        forged = subsets.copy()
+        forged[i] = row
+        return forged
+
+    pad = [-1] * (width - omega)
+    cases = [
+        ([0] * omega + pad, "must list distinct residues in ascending order"),  # ω copies
+        (list(range(omega))[::-1] + pad, "must list distinct residues in ascending order"),
+        ([-1, *range(omega), *pad[1:]], "residues first, then only -1 padding"),
+        ([*range(1, omega), m, *pad], r"outside \[0, m_j\)"),
+        (list(range(omega + 1)) + pad[1:], f"exactly ω_j = {omega} residues"),
+        ([*range(omega - 1), -1, *pad], f"exactly ω_j = {omega} residues"),
+    ]
+    for row, message in cases:
+        forged = forge(row)
+        pattern = rf"report {i} \(block {j}\) .*{message}"
+        with pytest.raises(DataError, match=pattern):
+            oracle.decode(crafted(oracle, {"block": block, "subsets": forged}))
+        with pytest.raises(DataError, match=pattern):
+            oracle.aggregator().update(
+                Reports("mss", oracle.fingerprint(), {"block": block, "subsets": forged})
+            )
+    assert oracle.decode(crafted(oracle, good.arrays)).n == 300
+
+
+def test_forged_bitmap_reports_are_refused_whole() -> None:
+    oracle = ModularSubsetSelection(k=50, epsilon=1.0)
+    assert oracle.report_form == "bitmap"
+    rng = simulation_generator(13)
+    good = oracle.randomize(rng.integers(0, 50, size=300), rng=rng)
+    block, bits = good.arrays["block"], good.arrays["bits"]
+    i = int(np.flatnonzero(np.asarray(oracle.moduli)[block] < max(oracle.moduli))[0])
+    j = int(block[i])
+    m = oracle.moduli[j]
+    cells = np.unpackbits(bits, axis=1)
+    extra, beyond = cells.copy(), cells.copy()
+    extra[i, np.flatnonzero(extra[i, :m] == 0)[0]] = 1
+    beyond[i, np.flatnonzero(beyond[i] == 1)[0]] = 0
+    beyond[i, m] = 1  # a residue m_j: still ω_j bits, but not a residue of block j
+    for forged, message in [
+        (extra, f"report {i} \\(block {j}\\) sets {oracle.subset_sizes[j] + 1} bits"),
+        (beyond, f"report {i} \\(block {j}\\) sets a bit at or past position {m} "),
+    ]:
+        arrays = {"block": block, "bits": np.packbits(forged, axis=1)}
+        with pytest.raises(DataError, match=message):
+            oracle.decode(crafted(oracle, arrays))
+        with pytest.raises(DataError, match=message):
+            oracle.estimate(Reports("mss", oracle.fingerprint(), arrays))
+    assert oracle.decode(crafted(oracle, good.arrays)).n == 300
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 2), st.lists(st.integers(-1, 12), min_size=4, max_size=4)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_malformed_positions_are_refused_exactly_when_not_sets(
+    data: list[tuple[int, list[int]]],
+) -> None:
+    oracle = ModularSubsetSelection(k=20, epsilon=1.0, moduli=(7, 11, 13), subset_size=[2, 3, 4])
+    assert oracle.report_form == "positions"
+    block = np.array([b for b, _ in data], dtype=np.int64)
+    subsets = np.array([row for _, row in data], dtype=np.int64)
+    # Valid: the first ω_j entries are the members (ascending), the rest -1.
+    canonical = all(
+        row == sorted(row[: oracle.subset_sizes[b]]) + [-1] * (4 - oracle.subset_sizes[b])
+        for b, row in data
+    )
+    valid = canonical and reference_valid(
+        oracle, block, [row[: oracle.subset_sizes[b]] for b, row in data]
+    )
+    payload = crafted(oracle, {"block": block, "subsets": subsets})
+    if not valid:
+        with pytest.raises(DataError, match=r"report \d+ \(block \d\)"):
+            oracle.decode(payload)
+        return
+    np.testing.assert_array_equal(oracle.decode(payload).arrays["subsets"], subsets)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 2), st.sets(st.integers(0, 23), min_size=2, max_size=12)),
+        min_size=1,
+        max_size=6,
+    ),
+    honest=st.booleans(),
+)
+def test_malformed_bitmaps_are_refused_exactly_when_not_sets(
+    data: list[tuple[int, set[int]]], honest: bool
+) -> None:
+    # Rows are arbitrary sets of bit positions of the 24-bit rows (past m_j, or of the
+    # wrong size, or right), or honest reports: accepted iff each is a set of exactly
+    # ω_j residues of [m_j].
+    oracle = ModularSubsetSelection(k=30, epsilon=1.0, moduli=(7, 13, 23), subset_size=[3, 6, 11])
+    assert oracle.report_form == "bitmap"
+    block = np.array([b for b, _ in data], dtype=np.int64)
+    cells = np.zeros((len(data), 24), dtype=np.uint8)
+    for i, (_, members) in enumerate(data):
+        cells[i, sorted(members)] = 1
+    bits = np.packbits(cells, axis=1)
+    if honest:
+        made = oracle.randomize(block * 7 % 30, rng=simulation_generator(len(data)))
+        block, bits = made.arrays["block"], made.arrays["bits"]
+        cells = np.unpackbits(bits, axis=1)
+    valid = reference_valid(oracle, block, [np.flatnonzero(row).tolist() for row in cells])
+    payload = crafted(oracle, {"block": block, "bits": bits})
+    if not valid:
+        with pytest.raises(DataError, match="subset bitmap"):
+            oracle.decode(payload)
+        return
+    np.testing.assert_array_equal(oracle.decode(payload).arrays["bits"], bits)

@@ -131,6 +131,21 @@ def test_guarantee_and_bits(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", PURE)
+@pytest.mark.parametrize("k", [32, 1024])
+def test_wire_bits_per_report_is_what_encode_spends(name: str, k: int) -> None:
+    # The engine's figure from the report schema against the bytes encode() writes:
+    # n reports take n × wire bits, plus the header and under a byte of padding per
+    # field; and a report never takes fewer wire bits than it carries.
+    oracle = make(name, k, 1.0)
+    n = 1_000
+    payload = len(oracle.encode(oracle.randomize(np.arange(n) % k, rng=simulation_generator(2))))
+    body_bits = 8 * (payload - 14 - len(oracle.fingerprint().encode()))
+    wire = oracle.wire_bits_per_report()
+    assert n * wire <= body_bits < n * wire + 8 * len(oracle.report_schema())
+    assert oracle.bits_per_report() <= wire
+
+
+@pytest.mark.parametrize("name", PURE)
 @pytest.mark.parametrize("values", [[-1], [6], [0.5], [[0, 1]], ["a"]])
 def test_bad_values_are_refused(name: str, values: object) -> None:
     with pytest.raises(DataError):

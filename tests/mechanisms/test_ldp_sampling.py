@@ -138,19 +138,96 @@ def test_subsets_are_exactly_uniform(sampler: str, k: int, size: int, include: b
         assert statistic < scipy.stats.chi2.isf(CHI2_FALSE_FAILURE, full.size - 1)
 
 
-@pytest.mark.parametrize(("k", "size"), [(1024, 275), (300, 200), (100, 3), (2000, 60)])
-def test_large_subsets_have_uniform_marginals(k: int, size: int) -> None:
-    # At production sizes (the dense sampler for the first two), for one value v: every
-    # other position is a member with probability t/(k−1) (t = size − include), a
-    # chi-square over the k−1 positions; and rows are sorted sets with v iff include.
+def bitmap_rows(bits: np.ndarray, k: int) -> np.ndarray:
+    """The members of each bitmap row (numpy.packbits order), as sorted index rows;
+    also checks each row's padding bits are 0."""
+    cells = np.unpackbits(bits, axis=1)
+    assert not cells[:, k:].any()  # padding bits stay 0
+    counts = cells[:, :k].sum(axis=1)
+    assert (counts == counts[0]).all()
+    return np.nonzero(cells[:, :k])[1].reshape(bits.shape[0], -1)
+
+
+# (k, size) for the bitmap sampler: below and above half the domain, k a multiple of 8
+# or not (padding bits in the last byte), small enough to enumerate the subsets.
+BITMAP_SAMPLERS = [(8, 2), (8, 5), (9, 4), (13, 6), (12, 10)]
+
+
+@pytest.mark.parametrize(("k", "size"), BITMAP_SAMPLERS)
+@pytest.mark.parametrize("include", [False, True])
+def test_subset_bitmaps_are_exactly_uniform(k: int, size: int, include: bool) -> None:
+    # The bitmap form: exactly `size` bits per row, padding 0, v set iff include, and
+    # every allowed subset equally likely (chi-square over all of them).
+    rng = simulation_generator(70 + k + size + 100 * include)
+    n = 30_000
+    values = np.tile(np.arange(k), n // k + 1)[:n]
+    bits = sampling.conditional_subset_bitmaps(values, np.full(n, include), size, k, rng)
+    assert bits.dtype == np.uint8 and bits.shape == (n, (k + 7) // 8)
+    rows = bitmap_rows(bits, k)
+    assert rows.shape == (n, size)
+    assert ((rows == values[:, None]).any(axis=1) == include).all()
+    for v in (0, k // 2, k - 1):
+        mine = rows[values == v]
+        others = [x for x in range(k) if x != v]
+        allowed = sorted(
+            tuple(sorted((*c, v) if include else c))
+            for c in itertools.combinations(others, size - include)
+        )
+        position = {row: i for i, row in enumerate(allowed)}
+        seen, counts = np.unique(mine, axis=0, return_counts=True)
+        assert all(tuple(row) in position for row in seen.tolist())
+        full = np.zeros(len(allowed))
+        full[[position[tuple(row)] for row in seen.tolist()]] = counts
+        statistic = scipy.stats.chisquare(full).statistic
+        assert statistic < scipy.stats.chi2.isf(CHI2_FALSE_FAILURE, full.size - 1)
+
+
+@pytest.mark.parametrize(("k", "size"), [(1024, 275), (1000, 600), (77, 20)])
+def test_bitmaps_are_the_dense_samplers_sets(k: int, size: int) -> None:
+    # Same random input, same subsets: the bitmap form is the dense sampler's sets in
+    # numpy.packbits order (so the positions form's exactness carries over, and the
+    # two forms cannot drift apart).
+    n = 3_000
+    values = simulation_generator(1).integers(0, k, size=n)
+    include = simulation_generator(2).random(n) < 0.4
+    bits = sampling.conditional_subset_bitmaps(values, include, size, k, simulation_generator(3))
+    listed = np.empty((n, size), dtype=sampling.subset_dtype(k))
+    sampling._dense_subsets(values, include, size, k, simulation_generator(3), listed)
+    np.testing.assert_array_equal(bitmap_rows(bits, k), listed.astype(np.int64))
+
+
+@pytest.mark.parametrize(
+    ("k", "size", "form"),
+    [
+        (1024, 275, "positions"),
+        (1024, 275, "bitmap"),
+        (300, 200, "positions"),
+        (300, 200, "bitmap"),
+        (100, 3, "positions"),
+        (2000, 60, "positions"),
+        (2000, 150, "positions"),
+        (1001, 30, "bitmap"),
+    ],
+)
+def test_large_subsets_have_uniform_marginals(k: int, size: int, form: str) -> None:
+    # At production sizes (the dense sampler unless size < k/16 in the positions form),
+    # for one value v: every other position is a member with probability t/(k−1)
+    # (t = size − include), a chi-square over the k−1 positions; and rows are sets of
+    # `size` members with v iff include.
     rng = simulation_generator(k + size)
     n = 20_000
     v = 5
     for include in (False, True):
         values = np.full(n, v)
-        out = sampling.conditional_subsets(values, np.full(n, include), size, k, rng)
-        assert out.dtype == np.uint16 and out.shape == (n, size)
-        rows = out.astype(np.int64)
+        flags = np.full(n, include)
+        if form == "bitmap":
+            bits = sampling.conditional_subset_bitmaps(values, flags, size, k, rng)
+            rows = bitmap_rows(bits, k)
+        else:
+            out = sampling.conditional_subsets(values, flags, size, k, rng)
+            assert out.dtype == np.uint16
+            rows = out.astype(np.int64)
+        assert rows.shape == (n, size)
         assert (np.diff(rows, axis=1) > 0).all()
         assert (rows == v).any(axis=1).all() == include
         assert not include or (rows == v).sum() == n
@@ -169,9 +246,10 @@ def test_large_subsets_have_uniform_marginals(k: int, size: int) -> None:
 def test_subset_selection_dense_path_is_unbiased_with_the_closed_form_variance() -> None:
     # The generic suite runs subset selection at k = 16 (the sparse sampler); this is the
     # same test at k = 128, ε = 1 (ω = 34: the dense sampler).
+    # Its reports take the bitmap form (128 bits < 34 x 7), counted by column_bit_counts.
     k, n, repetitions = 128, 2_000, 200
     oracle = SubsetSelection(k=k, epsilon=1.0)
-    assert oracle.subset_size >= k / 16
+    assert oracle.subset_size >= k / 16 and oracle.report_form == "bitmap"
     rng = simulation_generator(20261124)
     data = np.minimum(rng.geometric(0.05, size=n) - 1, k - 1)
     truth = np.bincount(data, minlength=k) / n
@@ -189,15 +267,29 @@ def test_subset_selection_dense_path_is_unbiased_with_the_closed_form_variance()
     assert empirical == pytest.approx(float(np.mean(predicted)), rel=0.06)
 
 
-def test_subset_reports_round_trip_the_wire_and_count_in_chunks() -> None:
-    oracle = SubsetSelection(k=1024, epsilon=1.0)
+@pytest.mark.parametrize(
+    ("k", "epsilon", "form"), [(1024, 1.0, "bitmap"), (1024, 3.0, "positions")]
+)
+def test_subset_reports_round_trip_the_wire_and_count_in_chunks(
+    k: int, epsilon: float, form: str
+) -> None:
+    oracle = SubsetSelection(k=k, epsilon=epsilon)
+    assert oracle.report_form == form
     rng = simulation_generator(3)
-    data = rng.integers(0, 1024, size=3_000)
+    data = rng.integers(0, k, size=3_000)
     reports = oracle.randomize(data, rng=rng)
-    assert reports.arrays["subsets"].dtype == np.uint16
+    if form == "bitmap":
+        (field,) = reports.arrays
+        assert field == "bits" and reports.arrays["bits"].dtype == np.uint8
+        rows = bitmap_rows(reports.arrays["bits"], k)
+    else:
+        field = "subsets"
+        assert reports.arrays["subsets"].dtype == np.uint16
+        rows = reports.arrays["subsets"].astype(np.int64)
+    assert rows.shape == (3_000, oracle.subset_size)
     back = oracle.decode(oracle.encode(reports))
-    np.testing.assert_array_equal(back.arrays["subsets"], reports.arrays["subsets"])
-    expected = np.bincount(reports.arrays["subsets"].astype(np.int64).ravel(), minlength=1024)
+    np.testing.assert_array_equal(back.arrays[field], reports.arrays[field])
+    expected = np.bincount(rows.ravel(), minlength=k)
     np.testing.assert_array_equal(oracle.statistics(reports), expected)
     np.testing.assert_array_equal(oracle.statistics(back), expected)
 
@@ -244,3 +336,22 @@ def test_unary_reports_have_the_stated_bit_probabilities(cls: type, k: int) -> N
             oracle.randomize(values[:999], rng=simulation_generator(1)).arrays["bits"], axis=1
         )[:, :k].sum(axis=0),
     )
+
+
+@pytest.mark.parametrize(("k", "size"), [(2, 1), (3, 2), (9, 8), (70, 69)])
+def test_subsets_of_all_but_at_most_one_value_are_exact(k: int, size: int) -> None:
+    # Regression: with size = k − 1 the dense sampler's start density was 1, which
+    # divided by zero, and would overfill (and restart for ever) the rows that hold the
+    # value. Here each subset is determined: without v all the others; with v, v and
+    # all but one of the others (uniform over which one: checked by its support).
+    rng = simulation_generator(k)
+    values = np.arange(400) % k
+    include = np.arange(400) % 3 == 0
+    bitmaps = sampling.conditional_subset_bitmaps(values, include, size, k, rng)
+    members = np.unpackbits(bitmaps, axis=1, count=k).astype(bool)
+    assert (members.sum(axis=1) == size).all()
+    assert (members[np.arange(400), values] == include).all()
+    positions = sampling.conditional_subsets(values, include, size, k, rng)
+    assert (np.diff(positions.astype(np.int64), axis=1) > 0).all()
+    held = (positions.astype(np.int64) == values[:, None]).any(axis=1)
+    assert (held == include).all()
