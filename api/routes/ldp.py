@@ -47,6 +47,9 @@ Writer = Annotated[Principal, Depends(require_scope("ldp:write"))]
 
 MAX_DOMAIN = 1 << 17
 MAX_STATISTICS = 1 << 20  # counts a session keeps (some protocols pad the domain)
+# The automatic MSS moduli search costs seconds of CPU above this domain (a client-
+# controlled cost): larger domains must pass moduli (choose_moduli runs offline).
+MSS_AUTO_MODULI_MAX_DOMAIN = 1 << 16
 REPORTS_MEDIA_TYPE = "application/vnd.privaudit.reports"
 
 
@@ -193,6 +196,13 @@ def _oracle_of(row: Any) -> FrequencyOracle:
 def create_session(body: LdpSessionCreate, principal: Writer, database: DatabaseDep) -> Response:
     """Create a collection session; the answer holds the public parameters clients need."""
     options = body.params.model_dump(exclude_unset=True)
+    if body.protocol == "mss" and "moduli" not in options and body.k > MSS_AUTO_MODULI_MAX_DOMAIN:
+        raise ParameterError(
+            f"k={body.k}: the service chooses MSS moduli automatically only up to "
+            f"k={MSS_AUTO_MODULI_MAX_DOMAIN}; choose them offline with "
+            "privaudit.mechanisms.ldp.choose_moduli(k, epsilon) and pass params.moduli",
+            parameter="params.moduli",
+        )
     oracle = build_oracle(body.protocol, body.k, body.epsilon, options)
     if oracle._statistics_size() > MAX_STATISTICS:
         raise ParameterError(

@@ -142,6 +142,7 @@ def test_sessions_are_tenant_scoped(
         ({"protocol": "grr", "k": 10, "epsilon": 0}, "epsilon"),
         ({"protocol": "grr", "k": 10, "epsilon": 1.0, "params": {"subset_size": 3}}, "params"),
         ({"protocol": "ss", "k": 10, "epsilon": 1.0, "params": {"subset_size": 0}}, "subset"),
+        ({"protocol": "mss", "k": 100_000, "epsilon": 1.0}, "choose_moduli"),
     ],
 )
 def test_bad_sessions_are_422(
