@@ -27,6 +27,7 @@ balanced accuracy and advantage, each with its member and non-member counts.
 from privaudit.attacks.membership._base import MembershipAttack
 from privaudit.attacks.membership._digits_demo import (
     DigitsDemoResult,
+    digits_forest,
     digits_keep_matrix,
     run_digits_demo,
     train_digits_unit,
@@ -62,6 +63,7 @@ __all__ = [
     "RocCurve",
     "ShadowModelAttack",
     "TprAtFpr",
+    "digits_forest",
     "digits_keep_matrix",
     "logit_confidence",
     "logit_confidence_from_logits",

@@ -31,7 +31,13 @@ from privaudit.attacks.membership._signals import logit_confidence
 from privaudit.errors import MissingDependencyError, ParameterError
 from privaudit.randomness import simulation_generator
 
-__all__ = ["DigitsDemoResult", "digits_keep_matrix", "run_digits_demo", "train_digits_unit"]
+__all__ = [
+    "DigitsDemoResult",
+    "digits_forest",
+    "digits_keep_matrix",
+    "run_digits_demo",
+    "train_digits_unit",
+]
 
 N_TREES = 100
 """Trees per random forest (target and reference models alike)."""
@@ -67,11 +73,12 @@ def digits_keep_matrix(*, n_models: int, n_examples: int, seed: int) -> np.ndarr
     return np.asarray(ranks < n_models // 2)
 
 
-def train_digits_unit(seed: int, index: int, *, n_models: int) -> np.ndarray:
-    """Train model ``index`` of the audit and return its class probabilities ``(n, 10)``.
+def digits_forest(seed: int, index: int, *, n_models: int) -> Any:
+    """Fit model ``index`` of the audit: a random forest on its half of digits.
 
     Deterministic in ``(seed, index, n_models)``: the training half comes from
     :func:`digits_keep_matrix` and the forest's randomness from ``(seed, 1, index)``.
+    Returns the fitted ``sklearn.ensemble.RandomForestClassifier``.
     """
     from sklearn.ensemble import RandomForestClassifier
 
@@ -79,7 +86,17 @@ def train_digits_unit(seed: int, index: int, *, n_models: int) -> np.ndarray:
     keep = digits_keep_matrix(n_models=n_models, n_examples=labels.size, seed=seed)
     forest_seed = np.random.SeedSequence([seed, 1, index]).generate_state(1)[0]
     forest = RandomForestClassifier(n_estimators=N_TREES, random_state=int(forest_seed), n_jobs=1)
-    forest.fit(features[keep[index]], labels[keep[index]])
+    return forest.fit(features[keep[index]], labels[keep[index]])
+
+
+def train_digits_unit(seed: int, index: int, *, n_models: int) -> np.ndarray:
+    """Train model ``index`` of the audit and return its class probabilities ``(n, 10)``.
+
+    The work unit of the demo: a pure function of ``(seed, index, n_models)``
+    (see :func:`digits_forest`).
+    """
+    features, labels = _digits()
+    forest = digits_forest(seed, index, n_models=n_models)
     probabilities = np.zeros((labels.size, 10))
     probabilities[:, forest.classes_] = forest.predict_proba(features)
     return probabilities
