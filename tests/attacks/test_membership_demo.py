@@ -12,13 +12,16 @@ from privaudit.errors import ParameterError
 
 
 def test_reduced_demo_reference_attacks_beat_loss() -> None:
-    # K = 4 (5 forests): a few seconds. With 1797 examples the AUC's standard error is
-    # about 0.01; the margins asserted (0.05) are far below those seen at this size
-    # (LOSS ≈ 0.79, LiRA/RMIA ≈ 0.9), so a change of seed would not flip them.
+    # K = 4 (5 forests): a few seconds. With 1797 examples an AUC's standard error is
+    # about 0.01. Measured over seeds 0-3 at this size: LOSS 0.78-0.81, LiRA online
+    # with per-example variance 0.86-0.88 (weak with 4 references, as the paper warns),
+    # LiRA with fixed variance 0.93-0.94, RMIA 0.95-0.98. Seed 3 is the least favourable
+    # of those; the margins asserted are several standard errors below the ones seen.
     result = run_digits_demo(n_reference=4, seed=3)
     loss = result.metrics["loss"].auc
-    for name in ("lira-online", "lira-online-fixed-var", "rmia-online", "rmia-offline"):
-        assert result.metrics[name].auc > loss + 0.05, (name, result.table())
+    for name in ("lira-online-fixed-var", "rmia-online", "rmia-offline"):
+        assert result.metrics[name].auc > loss + 0.08, (name, result.table())
+    assert result.metrics["lira-online"].auc > loss + 0.03, result.table()
     assert result.metrics["loss"].n_members + result.metrics["loss"].n_nonmembers == 1797
     assert result.target_accuracy["train"] > result.target_accuracy["test"]
     summary = json.loads(json.dumps(result.to_dict()))

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from privaudit.attacks.membership import membership_metrics, roc_auc, roc_curve
@@ -33,6 +35,26 @@ def test_roc_and_auc_match_sklearn_with_ties(seed: int) -> None:
     # TPR at FPR <= x: the last sklearn point whose FPR is within the limit.
     for limit in (0.1, 0.01, 0.0):
         assert result.tpr(limit) == tpr[np.flatnonzero(fpr <= limit)[-1]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(st.booleans(), st.integers(-5, 5)), min_size=2, max_size=60).filter(
+        lambda rows: len({member for member, _ in rows}) == 2
+    )
+)
+def test_properties_on_arbitrary_small_inputs(pairs: list[tuple[bool, int]]) -> None:
+    truth = np.array([member for member, _ in pairs])
+    scores = np.array([score for _, score in pairs], dtype=float)
+    result = membership_metrics(truth, scores)
+    assert result.auc == pytest.approx(skm.roc_auc_score(truth, scores), abs=1e-12)
+    # Invariant under a strictly increasing map of the scores; mirrored by negation.
+    assert roc_auc(truth, np.exp(scores / 3)) == pytest.approx(result.auc, abs=1e-12)
+    assert roc_auc(truth, -scores) == pytest.approx(1 - result.auc, abs=1e-12)
+    assert np.all(np.diff(result.roc.fpr) >= 0) and np.all(np.diff(result.roc.tpr) >= 0)
+    limits = [entry.tpr for entry in result.tpr_at_fpr]  # 10%, 1%, 0.1%, 0%: non-increasing
+    assert limits == sorted(limits, reverse=True)
+    assert 0.5 <= result.balanced_accuracy <= 1 and result.advantage >= 0
 
 
 def test_hand_computed_example_with_ties() -> None:
