@@ -1,10 +1,15 @@
 """Membership attacks on signals with a planted effect: AUC against the closed forms.
 
-Tolerances: with n = 4000 examples (about 2000 members and 2000 non-members) the
-standard error of an AUC near 0.76 is about 0.0076 (Hanley-McNeil) and about 0.0065 at
-0.5. Each AUC check allows at least 4 standard errors around its target (plus the
-stated estimation bias), so a fresh seed would fail one check with probability below
-1e-4 (normal approximation); the seeds are fixed, so the tests are deterministic.
+Tolerances: with n = 4000 examples (about 2000 members and 2000 non-members) the AUC
+of one run has a standard deviation of about 0.0075-0.009 (measured over 20 seeds at
+AUC 0.62-0.76) and about 0.0065 at 0.5. A check with a 0.03 tolerance is thus 3.4-4.6
+standard deviations wide: a fresh seed fails it with probability below 1e-3 (normal
+approximation; below 1e-4 for the checks at 0.5). LiRA estimates each example's
+Gaussians from the reference models and so falls short of the Neyman-Pearson optimum
+by an estimation bias (measured over 20 seeds with K = 64: 0.014 with per-example
+variances online, 0.006-0.008 otherwise); its lower bound adds an allowance for that
+bias, its upper bound does not (no test beats the optimum). The seeds are fixed, so
+the tests are deterministic.
 """
 
 from __future__ import annotations
@@ -51,10 +56,12 @@ def test_loss_attack_reaches_the_global_threshold_auc(leaky: tuple[np.ndarray, .
 def test_lira_is_close_to_the_optimal_test(
     leaky: tuple[np.ndarray, ...], online: bool, fixed_variance: bool
 ) -> None:
-    # With 64 reference models μ_out is estimated from ~32 draws: the median's error
-    # (variance ≈ (π/2)σ²/32) costs about 0.005 of AUC, inside the tolerance.
+    # With 64 reference models each example's μ (and σ) comes from ~32 draws; the
+    # estimation error costs some AUC: allow 0.02 with per-example variances online
+    # (measured bias 0.014), 0.01 otherwise (measured 0.006-0.008).
+    allowance = 0.02 if online and not fixed_variance else 0.01
     auc = _auc(LiRA(online=online, fixed_variance=fixed_variance), *leaky)
-    assert auc == pytest.approx(OPTIMAL, abs=TOLERANCE)
+    assert OPTIMAL - allowance - TOLERANCE < auc < OPTIMAL + TOLERANCE
 
 
 @pytest.mark.parametrize("online", [True, False])
