@@ -1,0 +1,77 @@
+"""Membership-inference attacks on one input contract, and how to score them.
+
+Every attack reads the same three arrays (see docs/membership.md):
+
+* ``signals`` ``(K + 1, n[, A])``: the logit-scaled confidence
+  ``φ = log p_y − log Σ_{y'≠y} p_{y'}`` of model ``k`` on example ``i`` (and augmented
+  query ``a``); row 0 is the target model, rows ``1..K`` reference models trained
+  like it. Compute it with :func:`logit_confidence` (from probabilities),
+  :func:`logit_confidence_from_logits` or :func:`logit_confidence_from_loss`.
+* ``keep`` ``(K + 1, n)``: whether example ``i`` was in model ``k``'s training set;
+  attacks read rows ``1..K`` only.
+* ``labels`` ``(n,)``: the class of each example.
+
+Attacks (scikit-learn style: keyword-only parameters, ``fit`` returns ``self``,
+``scores_`` holds the target's membership scores, higher = member):
+
+* :class:`LossAttack`: Yeom et al.'s loss threshold (no reference model needed).
+* :class:`ShadowModelAttack`: Shokri et al.'s per-class attack classifiers.
+* :class:`LiRA`: Carlini et al.'s likelihood-ratio attack, online or offline.
+* :class:`RMIA`: Zarifzadeh et al.'s pairwise likelihood ratio against a population.
+
+:func:`membership_metrics` turns scores and ``keep[0]`` into AUC, TPR at low FPR,
+balanced accuracy and advantage, each with its member and non-member counts.
+:func:`run_digits_demo` audits a random forest on scikit-learn's digits end to end.
+"""
+
+from privaudit.attacks.membership._base import MembershipAttack
+from privaudit.attacks.membership._digits_demo import (
+    DigitsDemoResult,
+    digits_forest,
+    digits_keep_matrix,
+    run_digits_demo,
+    train_digits_unit,
+)
+from privaudit.attacks.membership._lira import LiRA
+from privaudit.attacks.membership._loss import LossAttack
+from privaudit.attacks.membership._metrics import (
+    DEFAULT_FPR_LIMITS,
+    MembershipMetrics,
+    RocCurve,
+    TprAtFpr,
+    membership_metrics,
+    roc_auc,
+    roc_curve,
+)
+from privaudit.attacks.membership._rmia import RMIA
+from privaudit.attacks.membership._shadow import ShadowModelAttack
+from privaudit.attacks.membership._signals import (
+    logit_confidence,
+    logit_confidence_from_logits,
+    logit_confidence_from_loss,
+    true_label_probability,
+)
+
+__all__ = [
+    "DEFAULT_FPR_LIMITS",
+    "RMIA",
+    "DigitsDemoResult",
+    "LiRA",
+    "LossAttack",
+    "MembershipAttack",
+    "MembershipMetrics",
+    "RocCurve",
+    "ShadowModelAttack",
+    "TprAtFpr",
+    "digits_forest",
+    "digits_keep_matrix",
+    "logit_confidence",
+    "logit_confidence_from_logits",
+    "logit_confidence_from_loss",
+    "membership_metrics",
+    "roc_auc",
+    "roc_curve",
+    "run_digits_demo",
+    "train_digits_unit",
+    "true_label_probability",
+]
