@@ -135,6 +135,10 @@ class BetaAxis:
         self._edge_s = np.concatenate([1.0 - lower, upper[::-1][1:]])
         self.nodes = self._panel_nodes(self._edge_u, self._edge_s)
         self.sd = math.sqrt(self.a * self.b / ((self.a + self.b) ** 2 * (self.a + self.b + 1)))
+        # The rate (and its complement) at every panel edge, for the split panel below.
+        self._edge_value = special.betaincinv(self.a, self.b, self._edge_u)
+        self._edge_complement = special.betaincinv(self.b, self.a, self._edge_s)
+        self._log_norm = float(special.betaln(self.a, self.b))
 
     def tail_probabilities(self, value: float, complement: float) -> tuple[float, float]:
         """(P[rate < value], P[rate > value]) with ``complement = 1 - value``."""
@@ -167,7 +171,30 @@ class BetaAxis:
             complement=self.nodes.value[::-1].copy(),
             weight=self.nodes.weight[::-1].copy(),
         )
+        other._edge_value = self._edge_complement[::-1].copy()
+        other._edge_complement = self._edge_value[::-1].copy()
+        other._log_norm = self._log_norm
         return other
+
+    def _piece_nodes(self, low: float, low_c: float, high: float, high_c: float) -> _Nodes:
+        """Gauss-Legendre nodes of ``[low, high]`` in the rate itself, weighted by the
+        Beta density: no ``betaincinv`` per call (the costly part of the split panel).
+        Each node's value and complement come from the nearer end, so neither loses
+        precision near 0 or 1. Only for bounded densities (``a, b >= 1``)."""
+        width = high - low if high <= 0.5 else low_c - high_c
+        t = _GL_HALF
+        near_low = t < 0.5
+        value = np.where(near_low, low + t * width, high - (1.0 - t) * width)
+        complement = np.where(near_low, low_c - t * width, high_c + (1.0 - t) * width)
+        with np.errstate(divide="ignore"):
+            log_density = (
+                (self.a - 1.0) * np.log(value)
+                + (self.b - 1.0) * np.log(complement)
+                - self._log_norm
+            )
+        return _Nodes(
+            value=value, complement=complement, weight=_GL_HALF_WEIGHT * width * np.exp(log_density)
+        )
 
     def _panel_nodes(self, edge_u: FloatArray, edge_s: FloatArray) -> _Nodes:
         """Gauss-Legendre nodes of the panels between consecutive edges."""
@@ -224,7 +251,24 @@ class BetaAxis:
             piece_u = np.array([u_cut, self._edge_u[panel + 1]])
             piece_s = np.array([s_cut, self._edge_s[panel + 1]])
         if piece_u[1] > piece_u[0] or piece_s[0] > piece_s[1]:
-            piece = self._panel_nodes(piece_u, piece_s)
+            if self.a >= 1.0 and self.b >= 1.0:
+                if keep_below:
+                    ends = (
+                        self._edge_value[panel],
+                        self._edge_complement[panel],
+                        cut,
+                        cut_complement,
+                    )
+                else:
+                    ends = (
+                        cut,
+                        cut_complement,
+                        self._edge_value[panel + 1],
+                        self._edge_complement[panel + 1],
+                    )
+                piece = self._piece_nodes(*(float(end) for end in ends))
+            else:  # an unbounded density at 0 or 1: integrate in probability instead
+                piece = self._panel_nodes(piece_u, piece_s)
             total += float(np.dot(piece.weight, integrand(piece.value, piece.complement)))
         return total
 
