@@ -187,6 +187,7 @@ class LocalHashing(FrequencyOracle):
         self._q = 1.0 / g  # = p_g/g + (1 − 1/g)·q_g: the family's collisions are exactly 1/g
         listing_is_cheap = -(-self.k // g) <= _LISTING_WIDTH
         self.keeps_histogram = 2 * self.functions <= _HISTOGRAM_CELLS and not listing_is_cheap
+        self._inverses: IntArray | None = None
 
     @staticmethod
     def collision_probability(g: int) -> float:
@@ -253,11 +254,20 @@ class LocalHashing(FrequencyOracle):
         for start in range(0, seed.size, rows):
             chunk_y = y[start : start + rows]
             # (a, y) and (y⁻¹·a, 1) support the same values; y = 0 stays as it is.
-            scale = np.where(chunk_y == 0, 1, _inverse_mod(chunk_y, g))
+            scale = self._inverse_table()[chunk_y]
             cells = _scale_digits(seed[start : start + rows], scale, g, self.digits)
             cells += (chunk_y != 0) * functions
             histogram += np.bincount(cells, minlength=2 * functions)
         return histogram
+
+    def _inverse_table(self) -> IntArray:
+        """``y⁻¹ mod g`` for every ``y`` (1 for ``y = 0``, which is not scaled), built
+        once: the histogram path has ``g^d <= 2^22``, so ``g`` is small."""
+        if self._inverses is None:
+            table = _inverse_mod(np.arange(self.g, dtype=np.int64), self.g)
+            table[0] = 1
+            self._inverses = table
+        return self._inverses
 
     def _counts_from_histogram(self, histogram: IntArray) -> FloatArray:
         """``C(x) = Σ_c Σ_a H_c(a)·1[<a, x> = c]``, with
@@ -267,9 +277,9 @@ class LocalHashing(FrequencyOracle):
         g, digits, functions, k = self.g, self.digits, self.functions, self.k
         shape = (g,) * digits
         spectra = [
-            np.fft.fftn(histogram[c * functions : (c + 1) * functions].reshape(shape).astype(float))
-            .ravel()
-            .astype(np.complex128)
+            np.fft.fftn(
+                histogram[c * functions : (c + 1) * functions].reshape(shape).astype(float)
+            ).ravel()
             for c in (0, 1)
         ]
         values = np.arange(k, dtype=np.int64)
