@@ -514,7 +514,23 @@ def _unary_outputs(k: int) -> npt.NDArray[np.bool_]:
 
 
 @mechanisms.register("spl")
-class SPL(MultidimensionalProtocol):
+class _PerAttributeOracles(MultidimensionalProtocol):
+    """SPL and SMP: one engine oracle per attribute, ε-LDP for the whole tuple (SPL by
+    composition of d reports at ε/d, SMP because the sampled attribute is public)."""
+
+    epsilon: float
+
+    def fingerprint(self) -> str:
+        parts = ",".join(oracle.fingerprint() for oracle in self._parts)
+        return f"{self.name}:domains={self.domains}:epsilon={self.epsilon!r}:[{parts}]"
+
+    @property
+    def guarantee(self) -> PrivacyGuarantee:
+        """ε-LDP for the tuple."""
+        return PrivacyGuarantee.pure(self.epsilon, neighbouring=TUPLE_NEIGHBOURS)
+
+
+class SPL(_PerAttributeOracles):
     """Budget splitting: every attribute is reported with its own oracle at ε/d.
 
     ε-LDP for any two tuples of one user, by sequential composition (d reports of
@@ -553,15 +569,6 @@ class SPL(MultidimensionalProtocol):
         share = self.epsilon / self.d
         self._parts = tuple(make_base_oracle(protocol, k, share) for k in self.domains)
 
-    def fingerprint(self) -> str:
-        parts = ",".join(oracle.fingerprint() for oracle in self._parts)
-        return f"spl:domains={self.domains}:epsilon={self.epsilon!r}:[{parts}]"
-
-    @property
-    def guarantee(self) -> PrivacyGuarantee:
-        """ε-LDP for the tuple (d reports of ε/d)."""
-        return PrivacyGuarantee.pure(self.epsilon, neighbouring=TUPLE_NEIGHBOURS)
-
     def randomize(self, values: Any, *, rng: RandomSource = None) -> MultiReports:
         """Report every attribute of each user's tuple (``(n, d)`` integers).
 
@@ -584,7 +591,7 @@ class SPL(MultidimensionalProtocol):
 
 
 @mechanisms.register("smp")
-class SMP(MultidimensionalProtocol):
+class SMP(_PerAttributeOracles):
     """Sampling [WXY19]_: each user samples one attribute uniformly, reveals it, and
     reports it with the whole ε.
 
@@ -607,15 +614,6 @@ class SMP(MultidimensionalProtocol):
         self.epsilon = check_epsilon(epsilon)
         self.protocol = protocol
         self._parts = tuple(make_base_oracle(protocol, k, self.epsilon) for k in self.domains)
-
-    def fingerprint(self) -> str:
-        parts = ",".join(oracle.fingerprint() for oracle in self._parts)
-        return f"smp:domains={self.domains}:epsilon={self.epsilon!r}:[{parts}]"
-
-    @property
-    def guarantee(self) -> PrivacyGuarantee:
-        """ε-LDP for the tuple."""
-        return PrivacyGuarantee.pure(self.epsilon, neighbouring=TUPLE_NEIGHBOURS)
 
     def randomize(self, values: Any, *, rng: RandomSource = None) -> MultiReports:
         """Sample an attribute per user and report it (``(n, d)`` integers in).
