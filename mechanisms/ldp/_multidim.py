@@ -513,7 +513,6 @@ def _unary_outputs(k: int) -> npt.NDArray[np.bool_]:
 # --- SPL and SMP -----------------------------------------------------------------------
 
 
-@mechanisms.register("spl")
 class _PerAttributeOracles(MultidimensionalProtocol):
     """SPL and SMP: one engine oracle per attribute, ε-LDP for the whole tuple (SPL by
     composition of d reports at ε/d, SMP because the sampled attribute is public)."""
@@ -530,6 +529,7 @@ class _PerAttributeOracles(MultidimensionalProtocol):
         return PrivacyGuarantee.pure(self.epsilon, neighbouring=TUPLE_NEIGHBOURS)
 
 
+@mechanisms.register("spl")
 class SPL(_PerAttributeOracles):
     """Budget splitting: every attribute is reported with its own oracle at ε/d.
 
