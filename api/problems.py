@@ -35,6 +35,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "permission_denied": 403,
     "missing_dependency": 501,
     "bad_configuration": 500,
+    "did_not_converge": 422,
     "job_cancelled": 409,
 }
 

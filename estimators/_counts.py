@@ -12,7 +12,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import NoReturn, Self
 
-from privaudit.errors import NotFittedError
+import numpy as np
+import numpy.typing as npt
+
+from privaudit.errors import DataError, NotFittedError
 from privaudit.estimators._checks import Sided, check_alpha, check_count, check_delta, check_sided
 from privaudit.estimators._result import EpsilonEstimate, Rigor, ThreatModel, check_threat_model
 
@@ -56,6 +59,86 @@ class Counts:
         return {"tp": self.tp, "fn": self.fn, "tn": self.tn, "fp": self.fp}
 
 
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class PerModelCounts:
+    """Confusion matrices of a membership game, one per trained model (arrays of shape (M,)).
+
+    Entry ``m`` counts the guesses scored against trained model ``m``: several guesses
+    per model (the multi-sample heuristic) share that model's training run.
+    """
+
+    tp: IntArray
+    fn: IntArray
+    tn: IntArray
+    fp: IntArray
+
+    @classmethod
+    def checked(cls, *, tp: object, fn: object, tn: object, fp: object) -> PerModelCounts:
+        """Build from four equal-length 1-D sequences of non-negative integers."""
+        arrays = {}
+        for name, value in (("tp", tp), ("fn", fn), ("tn", tn), ("fp", fp)):
+            array = np.asarray(value)
+            if array.ndim != 1 or array.size == 0:
+                raise DataError(
+                    f"per-model counts must be 1-D arrays with one entry per trained model; "
+                    f"{name} has shape {array.shape}",
+                    parameter=name,
+                )
+            if array.dtype.kind == "f" and np.all(np.isfinite(array)):
+                if not np.all(array == np.round(array)):
+                    raise DataError(f"{name} must hold integer counts", parameter=name)
+                array = array.astype(np.int64)
+            if array.dtype.kind not in "iu" or array.dtype == np.bool_:
+                raise DataError(
+                    f"{name} must hold integer counts; got dtype {array.dtype}", parameter=name
+                )
+            if np.any(array < 0):
+                raise DataError(f"{name} must hold counts >= 0", parameter=name)
+            arrays[name] = array.astype(np.int64)
+        sizes = {array.size for array in arrays.values()}
+        if len(sizes) != 1:
+            raise DataError(
+                "tp, fn, tn and fp must have one entry per trained model each; got lengths "
+                + ", ".join(f"{name}={array.size}" for name, array in arrays.items())
+            )
+        counts = cls(**arrays)
+        if np.any(counts.positives + counts.negatives == 0):
+            raise DataError("every trained model must contribute at least one guess")
+        return counts
+
+    @property
+    def models(self) -> int:
+        """M, the number of trained models."""
+        return int(self.tp.size)
+
+    @property
+    def positives(self) -> IntArray:
+        """Member guesses per model: TP + FN."""
+        return self.tp + self.fn
+
+    @property
+    def negatives(self) -> IntArray:
+        """Non-member guesses per model: TN + FP."""
+        return self.tn + self.fp
+
+    @property
+    def guesses_per_model(self) -> int:
+        """The most guesses any one model contributed."""
+        return int((self.positives + self.negatives).max())
+
+    def pooled(self) -> Counts:
+        """The four counts summed over models (what the pooled heuristic uses)."""
+        return Counts(
+            tp=int(self.tp.sum()),
+            fn=int(self.fn.sum()),
+            tn=int(self.tn.sum()),
+            fp=int(self.fp.sum()),
+        )
+
+
 class CountsEstimator(ABC):
     """Base class: keyword-only parameters, ``fit(tp=, fn=, tn=, fp=)`` returns ``self``.
 
@@ -77,6 +160,7 @@ class CountsEstimator(ABC):
     method: str = ""
 
     counts_: Counts
+    per_model_counts_: PerModelCounts | None
     interval_: tuple[float, float]
     point_: float | None
     result_: EpsilonEstimate
@@ -96,7 +180,14 @@ class CountsEstimator(ABC):
         self.threat_model = check_threat_model(threat_model)
         self.guesses_per_model = check_count("guesses_per_model", guesses_per_model, minimum=1)
 
-    def fit(self, *, tp: int, fn: int, tn: int, fp: int) -> Self:
+    def fit(
+        self,
+        *,
+        tp: int | npt.ArrayLike,
+        fn: int | npt.ArrayLike,
+        tn: int | npt.ArrayLike,
+        fp: int | npt.ArrayLike,
+    ) -> Self:
         """Estimate ε from the confusion matrix of a membership game.
 
         Parameters
@@ -105,17 +196,29 @@ class CountsEstimator(ABC):
             Member trials guessed member (true positives) and guessed non-member.
         tn, fp
             Non-member trials guessed non-member and guessed member.
+            Each is a count, or a 1-D array with one count per trained model. Per-model
+            arrays are pooled (summed) by every method except
+            ``BayesianEpsilon(method="hierarchical")``, which models them; when a model
+            contributes more than one guess the pooled result is labelled heuristic.
 
         Returns
         -------
         self
         """
-        counts = Counts.checked(tp=tp, fn=fn, tn=tn, fp=fp)
-        lower, upper, point = self._estimate(counts)
+        per_model: PerModelCounts | None = None
+        if all(np.ndim(value) == 0 for value in (tp, fn, tn, fp)):
+            counts = Counts.checked(tp=tp, fn=fn, tn=tn, fp=fp)
+            pooled_guesses = self.guesses_per_model
+        else:
+            per_model = PerModelCounts.checked(tp=tp, fn=fn, tn=tn, fp=fp)
+            counts = per_model.pooled()
+            pooled_guesses = max(self.guesses_per_model, per_model.guesses_per_model)
+        lower, upper, point = self._estimate(counts, per_model)
         rigor, reason = self._rigor()
-        if self.guesses_per_model > 1:
-            rigor, reason = Rigor.HEURISTIC, POOLED_REASON.format(k=self.guesses_per_model)
+        if pooled_guesses > 1 and not self._models_correlation:
+            rigor, reason = Rigor.HEURISTIC, POOLED_REASON.format(k=pooled_guesses)
         self.counts_ = counts
+        self.per_model_counts_ = per_model
         self.interval_ = (lower, upper)
         self.point_ = point
         self.result_ = EpsilonEstimate(
@@ -129,13 +232,21 @@ class CountsEstimator(ABC):
             rigor=rigor,
             reason=reason,
             threat_model=self.threat_model,
-            evidence=counts.as_dict(),
+            evidence=counts.as_dict() | ({"models": per_model.models} if per_model else {}),
         )
         return self
 
+    @property
+    def _models_correlation(self) -> bool:
+        """True for a method that models the correlation of guesses within a model."""
+        return False
+
     @abstractmethod
-    def _estimate(self, counts: Counts) -> tuple[float, float, float | None]:
-        """(lower, upper, point) for the checked counts."""
+    def _estimate(
+        self, counts: Counts, per_model: PerModelCounts | None
+    ) -> tuple[float, float, float | None]:
+        """(lower, upper, point) for the checked (pooled) counts and, where given, the
+        per-model counts they were summed from."""
 
     @abstractmethod
     def _rigor(self) -> tuple[Rigor, str]:

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-from privaudit.estimators._counts import Counts, CountsEstimator
+from privaudit.estimators._counts import Counts, CountsEstimator, PerModelCounts
 from privaudit.estimators._rates import epsilon_array
 from privaudit.estimators._result import Rigor
 
@@ -94,7 +94,9 @@ class _RectangleEstimator(CountsEstimator):
     def _rate_interval(successes: int, trials: int, alpha: float) -> tuple[float, float]:
         """Two-sided interval for a binomial proportion at level 1 − α."""
 
-    def _estimate(self, counts: Counts) -> tuple[float, float, float | None]:
+    def _estimate(
+        self, counts: Counts, per_model: PerModelCounts | None
+    ) -> tuple[float, float, float | None]:
         # Two-sided: α/2 per rate (α/4 per tail). Lower bound: only the upper limits
         # matter, α/2 each, which is the lower end of the two-sided rectangle at 2α.
         rate_alpha = self.alpha / 2 if self.sided == "two" else self.alpha

@@ -23,6 +23,7 @@ Hierarchy (stable code in brackets; each class's docstring says when it is raise
     ├── PermissionDeniedError               [permission_denied]
     ├── MissingDependencyError(ImportError) [missing_dependency]
     ├── ConfigurationError                  [bad_configuration]
+    ├── ConvergenceError                    [did_not_converge]
     └── JobCancelledError                   [job_cancelled]
 
 Every error message says what was given, what is allowed, and how to fix it.
@@ -46,6 +47,7 @@ __all__ = [
     "BudgetExhaustedError",
     "ConfigurationError",
     "ConflictError",
+    "ConvergenceError",
     "DataError",
     "JobCancelledError",
     "LimitExceededError",
@@ -166,6 +168,13 @@ class ConfigurationError(PrivauditError):
 
     code = "bad_configuration"
     title = "Bad configuration"
+
+
+class ConvergenceError(PrivauditError):
+    """A numerical method (MCMC, an iterative solver) did not reach its accuracy target."""
+
+    code = "did_not_converge"
+    title = "Did not converge"
 
 
 class JobCancelledError(PrivauditError):

@@ -159,8 +159,39 @@ def test_credible_intervals_are_roughly_calibrated() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("true_fpr", "true_fnr"), [(0.05, 0.3), (0.2, 0.2), (0.01, 0.5)])
+@pytest.mark.parametrize(("true_fpr", "true_fnr"), [(0.05, 0.3), (0.01, 0.5)])
 def test_credible_intervals_are_calibrated_at_scale(true_fpr: float, true_fnr: float) -> None:
     """2000 repetitions (standard error 0.0067): coverage within 0.04 of 0.90; false
     failure from sampling alone below 1e-8 per case."""
     assert _coverage(true_fpr, true_fnr, 500, 2000, seed=12) == pytest.approx(0.90, abs=0.04)
+
+
+@pytest.mark.slow
+def test_credible_intervals_undercover_where_the_two_rates_are_equal() -> None:
+    """At FPR = FNR the two constraints that define ε bind at once, so ε = max of two
+    noisy terms and its posterior sits above the truth: the 90% interval covers the true
+    ε only ~83% of the time (measured 0.83 in 400 repetitions, and 0.8465 in 2000). This
+    is the joint-beta model, not the quadrature: a 2e5-draw Monte Carlo posterior of the
+    same counts covers at the same rate. Checked here: coverage below 0.88 and equal to
+    the Monte Carlo posterior's within 0.04 (each rate has standard error 0.019 in 400
+    repetitions; false failure below 1e-3). docs/estimators.md warns about this case."""
+    rng = np.random.default_rng(12)
+    n, repeats, truth = 500, 400, math.log(0.8 / 0.2 - 1e-5 / 0.2)
+    draws = np.random.default_rng(1)
+    quadrature = monte_carlo = 0
+    for fp, fn in zip(rng.binomial(n, 0.2, repeats), rng.binomial(n, 0.2, repeats), strict=True):
+        low, high = (
+            BayesianEpsilon(delta=1e-5, alpha=0.1)
+            .fit(tp=n - int(fn), fn=int(fn), tn=n - int(fp), fp=int(fp))
+            .interval_
+        )
+        quadrature += low <= truth <= high
+        sample = epsilon_array(
+            draws.beta(fp + 0.5, n - fp + 0.5, 200_000),
+            draws.beta(fn + 0.5, n - fn + 0.5, 200_000),
+            1e-5,
+        )
+        mc_low, mc_high = np.quantile(sample, [0.05, 0.95])
+        monte_carlo += mc_low <= truth <= mc_high
+    assert quadrature / repeats < 0.88
+    assert quadrature / repeats == pytest.approx(monte_carlo / repeats, abs=0.04)

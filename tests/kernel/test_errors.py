@@ -21,6 +21,7 @@ STABLE_CODES = {
     "PermissionDeniedError": "permission_denied",
     "MissingDependencyError": "missing_dependency",
     "ConfigurationError": "bad_configuration",
+    "ConvergenceError": "did_not_converge",
     "JobCancelledError": "job_cancelled",
 }
 
