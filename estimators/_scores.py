@@ -105,6 +105,7 @@ def estimate_from_scores(
     thresholds: npt.ArrayLike | None = None,
     selection_fraction: float = 0.5,
     threat_model: ThreatModel | str = ThreatModel.UNSPECIFIED,
+    guesses_per_model: int = 1,
     rng: np.random.Generator | None = None,
 ) -> ScoreEstimate:
     """Lower-bound ε from attack scores, choosing the threshold honestly.
@@ -133,6 +134,12 @@ def estimate_from_scores(
         The share of challenges that chooses a ``"split"`` threshold, in (0, 1).
     threat_model
         What the attack could see (:class:`~privaudit.estimators.ThreatModel`).
+    guesses_per_model
+        How many of the challenges were scored against one trained model: 1 when each
+        challenge had its own training run, the number of challenges when all of them
+        were scored against one target (a membership audit of one model). Above 1 the
+        guesses are not independent trials and both bounds are labelled heuristic
+        (the multi-sample heuristic, docs/estimators.md).
     rng
         Draws the random split (simulation randomness: nothing is released from it);
         ``None`` draws a fresh unseeded split.
@@ -216,6 +223,7 @@ def estimate_from_scores(
         "alpha": level,
         "sided": "lower",
         "threat_model": threat,
+        "guesses_per_model": guesses_per_model,
     }
     exact = ClopperPearsonEpsilon(**settings).fit(**counts).result_
     bayes = BayesianEpsilon(**settings).fit(**counts).result_

@@ -130,4 +130,5 @@ attacks: Registry[Any] = Registry("attack")
 """Attacks by name (``"lira"``, ``"rmia"``, ...)."""
 
 report_formats: Registry[Any] = Registry("report format")
-"""Report renderers by name (``"json"``, ``"junit"``, ``"html"``, ``"markdown"``)."""
+"""Report renderers by name (``"json"``, ``"html"``, ``"md"``), registered when
+:mod:`privaudit.reports` is imported."""

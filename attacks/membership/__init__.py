@@ -21,11 +21,15 @@ Attacks (scikit-learn style: keyword-only parameters, ``fit`` returns ``self``,
 
 :func:`membership_metrics` turns scores and ``keep[0]`` into AUC, TPR at low FPR,
 balanced accuracy and advantage, each with its member and non-member counts.
-:func:`run_digits_demo` audits a random forest on scikit-learn's digits end to end.
+:func:`build_membership_report` turns attacks' scores into the canonical audit report
+(``privaudit.reports``), with an empirical ε whose threshold is chosen honestly.
+:func:`run_digits_demo` audits a random forest on scikit-learn's digits end to end;
+``privaudit audit --demo`` runs it from the command line.
 """
 
 from privaudit.attacks.membership._base import MembershipAttack
 from privaudit.attacks.membership._digits_demo import (
+    DEMO_ATTACKS,
     DigitsDemoResult,
     digits_forest,
     digits_keep_matrix,
@@ -43,6 +47,7 @@ from privaudit.attacks.membership._metrics import (
     roc_auc,
     roc_curve,
 )
+from privaudit.attacks.membership._report import BLACK_BOX_THREAT_MODEL, build_membership_report
 from privaudit.attacks.membership._rmia import RMIA
 from privaudit.attacks.membership._shadow import ShadowModelAttack
 from privaudit.attacks.membership._signals import (
@@ -53,7 +58,9 @@ from privaudit.attacks.membership._signals import (
 )
 
 __all__ = [
+    "BLACK_BOX_THREAT_MODEL",
     "DEFAULT_FPR_LIMITS",
+    "DEMO_ATTACKS",
     "RMIA",
     "DigitsDemoResult",
     "LiRA",
@@ -63,6 +70,7 @@ __all__ = [
     "RocCurve",
     "ShadowModelAttack",
     "TprAtFpr",
+    "build_membership_report",
     "digits_forest",
     "digits_keep_matrix",
     "logit_confidence",

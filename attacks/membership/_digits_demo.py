@@ -16,6 +16,7 @@ References
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,13 +26,17 @@ from privaudit.attacks.membership._base import MembershipAttack
 from privaudit.attacks.membership._lira import LiRA
 from privaudit.attacks.membership._loss import LossAttack
 from privaudit.attacks.membership._metrics import MembershipMetrics, membership_metrics
+from privaudit.attacks.membership._report import build_membership_report
 from privaudit.attacks.membership._rmia import RMIA
 from privaudit.attacks.membership._shadow import ShadowModelAttack
 from privaudit.attacks.membership._signals import logit_confidence
 from privaudit.errors import MissingDependencyError, ParameterError
+from privaudit.progress import ProgressCallback
 from privaudit.randomness import simulation_generator
+from privaudit.reports import Artifact, AuditReport, Gate
 
 __all__ = [
+    "DEMO_ATTACKS",
     "DigitsDemoResult",
     "digits_forest",
     "digits_keep_matrix",
@@ -118,6 +123,11 @@ class DigitsDemoResult:
         The configuration.
     target_accuracy
         The target's accuracy on its members (``"train"``) and non-members (``"test"``).
+    attacks
+        Attack name → the fitted attack (its ``scores_`` feed
+        :func:`build_membership_report`).
+    keep
+        The keep matrix ``(K + 1, n)``; ``keep[0]`` is the target's membership.
     """
 
     metrics: dict[str, MembershipMetrics]
@@ -126,6 +136,10 @@ class DigitsDemoResult:
     n_reference: int
     seed: int
     target_accuracy: dict[str, float] = field(default_factory=dict)
+    attacks: dict[str, MembershipAttack] = field(default_factory=dict, repr=False, compare=False)
+    keep: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 0), dtype=bool), repr=False, compare=False
+    )
 
     def table(self) -> str:
         """A plain-text table: AUC, TPR at 10/1/0.1/0% FPR, balanced accuracy, time."""
@@ -148,6 +162,69 @@ class DigitsDemoResult:
         )
         return "\n".join(lines)
 
+    def report(
+        self,
+        *,
+        gates: Sequence[Gate] = (),
+        delta: float = 1e-5,
+        alpha: float = 0.05,
+        estimate_epsilon: bool = True,
+    ) -> AuditReport:
+        """The audit report of this run (see :func:`build_membership_report`).
+
+        The split that chooses each ε threshold is drawn from the demo's seed, so the
+        same seed gives the same report (up to timings and ``created_at``).
+        """
+        if self.keep.size == 0 or not self.attacks:
+            raise ParameterError(
+                "this result holds no scores; build it with run_digits_demo()",
+                parameter="result",
+            )
+        features, labels = _digits()
+        membership = self.keep[0]
+        scores: dict[str, MembershipAttack] = dict(self.attacks)
+        return build_membership_report(
+            scores,
+            membership,
+            title="Membership-inference audit: random forest on scikit-learn digits",
+            description=(
+                f"A random forest ({N_TREES} trees) trained on a random half of "
+                f"scikit-learn's bundled digits ({labels.size} images, 10 classes); "
+                f"{self.n_reference} reference forests trained the same way on other "
+                "halves (LiRA's keep matrix, drawn from the seed)."
+            ),
+            artifacts=[
+                Artifact.from_array("digits features", features, description="float64 (n, 64)"),
+                Artifact.from_array("digits labels", labels, description="int64 (n,)"),
+                Artifact.from_array(
+                    "keep matrix", self.keep, description="bool (K + 1, n); row 0: the target"
+                ),
+            ],
+            config={
+                "demo": "digits",
+                "seed": self.seed,
+                "n_reference": self.n_reference,
+                "n_trees": N_TREES,
+                "signal_floor": SIGNAL_FLOOR,
+                "attacks": list(self.attacks),
+                "delta": delta,
+                "alpha": alpha,
+                "threshold_selection": "split",
+            },
+            gates=gates,
+            estimate_epsilon=estimate_epsilon,
+            delta=delta,
+            alpha=alpha,
+            seconds={name: self.seconds[name] for name in self.attacks},
+            timings={"train": self.seconds["train"], "total": self.total_seconds},
+            notes=[
+                f"Target accuracy: {self.target_accuracy.get('train', float('nan')):.3f} on "
+                f"members, {self.target_accuracy.get('test', float('nan')):.3f} on "
+                "non-members."
+            ],
+            rng=simulation_generator(np.random.SeedSequence([self.seed, 2])),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
         return {
@@ -160,8 +237,21 @@ class DigitsDemoResult:
         }
 
 
+DEMO_ATTACKS = (
+    "loss",
+    "shadow",
+    "lira-online",
+    "lira-online-fixed-var",
+    "lira-offline",
+    "lira-offline-fixed-var",
+    "rmia-online",
+    "rmia-offline",
+)
+"""The attacks :func:`run_digits_demo` can run, by display name."""
+
+
 def demo_attacks(seed: int) -> dict[str, MembershipAttack]:
-    """The attacks the demo runs, by display name."""
+    """The attacks the demo runs, by display name (the keys of :data:`DEMO_ATTACKS`)."""
     return {
         "loss": LossAttack(),
         "shadow": ShadowModelAttack(random_state=seed),
@@ -175,7 +265,12 @@ def demo_attacks(seed: int) -> dict[str, MembershipAttack]:
 
 
 def run_digits_demo(
-    *, n_reference: int = 16, seed: int | None = 0, rng: np.random.Generator | None = None
+    *,
+    n_reference: int = 16,
+    seed: int | None = 0,
+    rng: np.random.Generator | None = None,
+    attacks: Sequence[str] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> DigitsDemoResult:
     """Train a target and ``n_reference`` reference forests on digits and audit the target.
 
@@ -187,6 +282,10 @@ def run_digits_demo(
         Seed of the keep matrix and of every model; ignored when ``rng`` is given.
     rng
         A simulation generator to draw the seed from instead.
+    attacks
+        Names of the attacks to run (see :data:`DEMO_ATTACKS`); default: all.
+    on_progress
+        Called as ``on_progress(done, total)`` after each trained model.
 
     Returns
     -------
@@ -198,6 +297,13 @@ def run_digits_demo(
         raise ParameterError(
             f"n_reference must be an int >= 2; got {n_reference!r}", parameter="n_reference"
         )
+    chosen = list(DEMO_ATTACKS) if attacks is None else list(attacks)
+    unknown = [name for name in chosen if name not in DEMO_ATTACKS]
+    if unknown or not chosen:
+        raise ParameterError(
+            f"attacks must be a non-empty list of {list(DEMO_ATTACKS)}; got {attacks!r}",
+            parameter="attacks",
+        )
     if rng is not None:
         seed = int(rng.integers(0, 2**31))
     elif seed is None:
@@ -206,9 +312,12 @@ def run_digits_demo(
     _, labels = _digits()
     n_models = n_reference + 1
     keep = digits_keep_matrix(n_models=n_models, n_examples=labels.size, seed=seed)
-    probabilities = np.stack(
-        [train_digits_unit(seed, index, n_models=n_models) for index in range(n_models)]
-    )
+    trained = []
+    for index in range(n_models):
+        trained.append(train_digits_unit(seed, index, n_models=n_models))
+        if on_progress is not None:
+            on_progress(index + 1, n_models)
+    probabilities = np.stack(trained)
     seconds = {"train": time.perf_counter() - started}
     signals = logit_confidence(probabilities, labels, floor=SIGNAL_FLOOR)
     predicted = probabilities[0].argmax(axis=1) == labels
@@ -217,7 +326,10 @@ def run_digits_demo(
         "test": float(predicted[~keep[0]].mean()),
     }
     metrics: dict[str, MembershipMetrics] = {}
-    for name, attack in demo_attacks(seed).items():
+    fitted: dict[str, MembershipAttack] = {}
+    every = demo_attacks(seed)
+    for name in chosen:
+        attack = fitted[name] = every[name]
         begun = time.perf_counter()
         if isinstance(attack, ShadowModelAttack):
             attack.fit(signals, keep, labels, features=probabilities)
@@ -232,4 +344,6 @@ def run_digits_demo(
         n_reference=n_reference,
         seed=seed,
         target_accuracy=accuracy,
+        attacks=fitted,
+        keep=keep,
     )

@@ -150,3 +150,19 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
         estimate_from_scores(scores[:3], np.array([True, False, False]))
     # 0/1 labels are accepted.
     assert estimate_from_scores(scores, member.astype(int), rng=simulation_generator(0))
+
+
+def test_pooled_guesses_label_both_bounds_heuristic() -> None:
+    rng = simulation_generator(7)
+    member = rng.random(2000) < 0.5
+    scores = rng.laplace(np.where(member, 1.0, 0.0), 0.5)
+    one = estimate_from_scores(scores, member, rng=simulation_generator(1))
+    pooled = estimate_from_scores(
+        scores, member, guesses_per_model=2000, rng=simulation_generator(1)
+    )
+    assert one.clopper_pearson.rigor is Rigor.RIGOROUS
+    for result in (pooled.clopper_pearson, pooled.bayesian):
+        assert result.rigor is Rigor.HEURISTIC and "2000 guesses per trained model" in result.reason
+    assert pooled.lower_bound == one.lower_bound  # the label changes, not the number
+    with pytest.raises(ParameterError, match="guesses_per_model"):
+        estimate_from_scores(scores, member, guesses_per_model=0)
