@@ -301,8 +301,17 @@ def test_subset_reports_round_trip_the_wire_and_count_in_chunks(
     ("n", "k"),
     # Below 2,048 rows the counts are unpacked; above, the carry-save word path runs
     # (7,651 = 2 groups of 3,825 plus one row; 4,000 x 1,024 spans many words).
-    [(0, 9), (1, 5), (256, 8), (777, 13), (1_786, 64), (600, 1024), (3_000, 100)]
-    + [(7_651, 65), (4_000, 1024)],
+    [
+        (0, 9),
+        (1, 5),
+        (256, 8),
+        (777, 13),
+        (1_786, 64),
+        (600, 1024),
+        (3_000, 100),
+        (7_651, 65),
+        (4_000, 1024),
+    ],
 )
 def test_column_bit_counts_equals_unpacking(n: int, k: int) -> None:
     rng = simulation_generator(n + k)
