@@ -155,5 +155,47 @@ class SearchParameters:
             "security_bits": 128,
         }
 
+    @classmethod
+    def from_dict(cls, described: Any) -> SearchParameters:
+        """The parameters :meth:`to_dict` describes (from a context header or a database).
+
+        Raises
+        ------
+        ParameterError
+            If ``described`` is not exactly such a description, or the parameters it
+            describes fail :meth:`check`.
+
+        Examples
+        --------
+        >>> SearchParameters.from_dict(SearchParameters().to_dict()) == SearchParameters()
+        True
+        """
+        expected = set(cls().to_dict())
+        if not isinstance(described, dict) or set(described) != expected:
+            raise ParameterError(
+                f"CKKS parameters must be described by exactly the fields {sorted(expected)}; "
+                f"got {described!r}"
+            )
+        if described["scheme"] != "ckks" or described["security_bits"] != 128:
+            raise ParameterError(
+                "only CKKS at 128-bit security is supported; got scheme "
+                f"{described['scheme']!r} at {described['security_bits']!r} bits"
+            )
+        bits, scale_bits = described["coeff_modulus_bits"], described["scale_bits"]
+        if (
+            not isinstance(bits, list)
+            or isinstance(scale_bits, bool)
+            or not isinstance(scale_bits, int)
+        ):
+            raise ParameterError(
+                "coeff_modulus_bits must be a list of ints and scale_bits an int; got "
+                f"{bits!r} and {scale_bits!r}"
+            )
+        return cls(
+            poly_modulus_degree=described["poly_modulus_degree"],
+            coeff_modulus_bits=tuple(bits),
+            scale_bits=scale_bits,
+        )
+
 
 _DEGREES = frozenset({4096, 8192, 16384, 32768})
