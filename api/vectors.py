@@ -208,6 +208,15 @@ def store_context(
     (a querier that used it is told to register it again).
     """
     info = check_context(body, max_bytes=max_bytes)
+    try:
+        return info, _insert_context(database, tenant_id, info, body, max_contexts)
+    except IntegrityError:  # a concurrent request registered the same context first
+        return info, False
+
+
+def _insert_context(
+    database: Database, tenant_id: str, info: ContextInfo, body: bytes, max_contexts: int
+) -> bool:
     with database.write_transaction() as connection:
         known = connection.execute(
             select(VectorContext.id).where(
@@ -221,7 +230,7 @@ def store_context(
                 .where(VectorContext.tenant_id == tenant_id, VectorContext.id == info.context_id)
                 .values(created_at=utcnow())
             )
-            return info, False
+            return False
         connection.execute(
             insert(VectorContext).values(
                 tenant_id=tenant_id,
@@ -244,7 +253,7 @@ def store_context(
                 VectorContext.id.not_in(kept.scalar_subquery()),
             )
         )
-    return info, True
+    return True
 
 
 def load_context(database: Database, tenant_id: str, context_id: str) -> bytes:
@@ -325,4 +334,5 @@ def charge_query(database: Database, row: Any, key_id: str) -> int:
                 return 1
         except IntegrityError:  # another request inserted the first count meanwhile
             continue
-    raise _exhausted(row, key_id)  # pragma: no cover - two lost insert races in a row
+    # Both inserts failed: the collection itself is gone (its row is the foreign key).
+    raise NotFoundError(f"vector collection {row.id!r} was deleted while the query ran")

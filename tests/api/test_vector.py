@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -447,3 +448,57 @@ def test_scopes_and_tenants(
     _register(server, keys["other"], querier.public_context())
     assert call(keys["other"], "POST", f"{base}/search", content=query) == 404
     assert call(keys["searcher"], "GET", base) == 200
+
+
+@pytest.fixture
+def backend_server(
+    request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The shared server (SQLite), or a server of its own on a fresh PostgreSQL database."""
+    if not database_url:
+        yield request.getfixturevalue("server")
+        return
+    live = LiveServer(
+        data_dir=tmp_path_factory.mktemp("vector-pg"),
+        database_url=database_url,
+        settings={"job_workers": 0},
+    ).start()
+    yield live
+    live.stop()
+
+
+def test_concurrent_queries_never_spend_more_than_the_budget(backend_server: LiveServer) -> None:
+    server = backend_server
+    writer = server.create_key("vector-budget", ["vector:write"])
+    searcher = server.create_key("vector-budget", ["vector:search"])
+    vectors = simulation_generator(6).normal(size=(50, DIMENSION))
+    with VectorCollection.create(
+        base_url=server.url, api_key=writer, dimension=DIMENSION, max_queries_per_key=3
+    ) as made:
+        ids = [f"v{i}" for i in range(50)]
+        assert made.add(vectors, ids=ids, batch_size=20, batch_prefix="p") == 50
+        assert made.add(vectors, ids=ids, batch_size=20, batch_prefix="p") == 50  # replayed
+        with pytest.raises(ServiceError) as taken:
+            made.add(vectors[:1], ids=ids[:1])
+        assert taken.value.status == 409
+        querier = Querier(dimension=DIMENSION)
+        assert _register(server, searcher, querier.public_context()).status_code == 201
+        vector = np.ones(DIMENSION)
+        queries = [querier.encrypt_query(vector).to_bytes() for _ in range(8)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(
+                pool.map(
+                    lambda query: _search(server, searcher, made.collection_id, query), queries
+                )
+            )
+        assert sorted(answer.status_code for answer in answers) == [200] * 3 + [429] * 5
+        served = next(answer for answer in answers if answer.status_code == 200)
+        scores = querier.decrypt_scores(served.content)
+        assert np.abs(scores.scores - _cosine(vectors, vector)).max() < 1e-5
+        with httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {searcher}"}
+        ) as client:
+            assert (
+                client.get(f"/v1/vector/collections/{made.collection_id}").json()["queries_used"]
+                == 3
+            )
