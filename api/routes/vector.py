@@ -89,7 +89,12 @@ def _binary_body(media_type: str) -> dict[str, Any]:
 class ScoreNoiseIn(StrictRequest):
     """Gaussian noise on every returned score (see docs/vector_search.md#leakage)."""
 
-    sigma: float = Field(gt=0, le=1e6, description="Standard deviation of the noise.")
+    sigma: float = Field(
+        ge=1e-6,
+        le=1e6,
+        description="Standard deviation of the noise (below 1e-6 it would drown in the "
+        "CKKS error of about 1e-7 and promise a meaningless guarantee).",
+    )
     vector_norm_bound: float = Field(
         default=1.0,
         gt=0,

@@ -174,28 +174,35 @@ class SearchParameters:
         if not isinstance(described, dict) or set(described) != expected:
             raise ParameterError(
                 f"CKKS parameters must be described by exactly the fields {sorted(expected)}; "
-                f"got {described!r}"
+                f"got {_short(described)}"
             )
         if described["scheme"] != "ckks" or described["security_bits"] != 128:
             raise ParameterError(
                 "only CKKS at 128-bit security is supported; got scheme "
-                f"{described['scheme']!r} at {described['security_bits']!r} bits"
+                f"{_short(described['scheme'])} at {_short(described['security_bits'])} bits"
             )
         bits, scale_bits = described["coeff_modulus_bits"], described["scale_bits"]
         if (
             not isinstance(bits, list)
+            or len(bits) != _DEPTH_ONE_PRIMES
             or isinstance(scale_bits, bool)
             or not isinstance(scale_bits, int)
         ):
             raise ParameterError(
-                "coeff_modulus_bits must be a list of ints and scale_bits an int; got "
-                f"{bits!r} and {scale_bits!r}"
+                "coeff_modulus_bits must be a list of three ints and scale_bits an int; got "
+                f"{_short(bits)} and {_short(scale_bits)}"
             )
         return cls(
             poly_modulus_degree=described["poly_modulus_degree"],
             coeff_modulus_bits=tuple(bits),
             scale_bits=scale_bits,
         )
+
+
+def _short(value: Any) -> str:
+    """``repr`` cut to 100 characters: descriptions may come from untrusted headers."""
+    text = repr(value)
+    return text if len(text) <= 100 else text[:100] + "..."
 
 
 _DEGREES = frozenset({4096, 8192, 16384, 32768})

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -75,6 +76,9 @@ MAX_CONTEXT_BYTES = 4 * 2**20
 MAX_MM_CONTEXT_BYTES = 48 * 2**20
 # A result ciphertext at the last level is at most 2 × N × 8 bytes plus a header.
 MAX_RESULT_CIPHERTEXT_BYTES = 2**20
+# Context ids are SHA-256 hex digests; query ids 128 to 256 random bits, in hex.
+_CONTEXT_ID = re.compile(r"[0-9a-f]{64}")
+_QUERY_ID = re.compile(r"[0-9a-f]{32,64}")
 # Squared norms must stay far below the 2^19 headroom of the first prime over the scale.
 MAX_SQUARED_NORM = 2.0**14
 
@@ -187,9 +191,16 @@ class EncryptedQuery:
         header, sections = decode_frame(blob, kind=Kind.QUERY, max_bytes=max_bytes, max_sections=1)
         if len(sections) != 1:
             raise DataError("a query message holds exactly one ciphertext")
+        context_id = field(header, "context_id", str, "query")
+        query_id = field(header, "query_id", str, "query")
+        if not _CONTEXT_ID.fullmatch(context_id) or not _QUERY_ID.fullmatch(query_id):
+            raise DataError(
+                "the query's context_id must be a SHA-256 and its query_id 16 to 64 "
+                "random bytes, both in lowercase hex"
+            )
         return cls(
-            context_id=field(header, "context_id", str, "query"),
-            query_id=field(header, "query_id", str, "query"),
+            context_id=context_id,
+            query_id=query_id,
             dimension=field(header, "dimension", int, "query"),
             ciphertext=sections[0],
         )
@@ -712,8 +723,9 @@ class DataParty:
                 f"shard has dimension {self.dimension}"
             )
         if params != self.params.to_dict():
+            described = repr(params)
             raise ParameterError(
-                f"the context's parameters {params} differ from this party's "
+                f"the context's parameters {described[:300]} differ from this party's "
                 f"{self.params.to_dict()}"
             )
         loaded = _load_context(

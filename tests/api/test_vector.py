@@ -155,6 +155,12 @@ def _forged_dimension(querier: Querier) -> bytes:
     return replace(query, dimension=DIMENSION + 1).to_bytes()
 
 
+def _hostile_header(header: bytes) -> bytes:
+    """A query frame whose JSON header is ``header``, with one 4-byte section."""
+    sections = (1).to_bytes(2, "big") + (4).to_bytes(4, "big") + b"abcd"
+    return b"PVS1" + bytes([Kind.QUERY]) + len(header).to_bytes(4, "big") + header + sections
+
+
 MALFORMED_QUERIES = {
     "truncated frame": lambda q: _good_query(q)[:-10],
     "padded frame": lambda q: _good_query(q) + b"\0",
@@ -166,6 +172,11 @@ MALFORMED_QUERIES = {
         q, EncryptedQuery.from_bytes(_good_query(q)).ciphertext[:-100]
     ),
     "header claims another dimension": _forged_dimension,
+    "header integer of 5,000 digits": lambda q: _hostile_header(b'{"a": ' + b"9" * 5000 + b"}"),
+    "header nested 100,000 deep": lambda q: _hostile_header(b"[" * 100_000 + b"]" * 100_000),
+    "a 100 kB context id": lambda q: _hostile_header(
+        b'{"context_id": "' + b"a" * 100_000 + b'", "query_id": "", "dimension": 8}'
+    ),
 }
 
 
