@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from privaudit.crypto.vector_search._seal import sealapi
+from privaudit.crypto.vector_search._seal import SEAL_FAILURES, sealapi
 from privaudit.errors import ParameterError
 
 __all__ = ["SearchParameters"]
@@ -134,9 +134,16 @@ class SearchParameters:
         api = sealapi()
         parms = api.EncryptionParameters(api.SCHEME_TYPE.CKKS)
         parms.set_poly_modulus_degree(self.poly_modulus_degree)
-        parms.set_coeff_modulus(
-            api.CoeffModulus.Create(self.poly_modulus_degree, list(self.coeff_modulus_bits))
-        )
+        try:
+            primes = api.CoeffModulus.Create(
+                self.poly_modulus_degree, list(self.coeff_modulus_bits)
+            )
+        except SEAL_FAILURES as error:  # e.g. too few primes of a small size for a large N
+            raise ParameterError(
+                f"SEAL cannot build primes of {list(self.coeff_modulus_bits)} bits for "
+                f"N = {self.poly_modulus_degree} ({error}); use larger primes"
+            ) from None
+        parms.set_coeff_modulus(primes)
         return parms
 
     def seal_context(self, parms: Any | None = None) -> Any:

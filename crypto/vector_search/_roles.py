@@ -110,9 +110,12 @@ def _as_matrix(vectors: Any, dimension: int | None, what: str) -> FloatArray:
 
 
 def _normalise(array: FloatArray, what: str) -> FloatArray:
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.linalg.norm(array, axis=1, keepdims=True)
     if np.any(norms == 0):
         raise DataError(f"{what} contain a zero vector, which has no cosine similarity")
+    if not np.all(np.isfinite(norms)):
+        raise DataError(f"{what} contain values too large to normalise (norm overflows)")
     normalised: FloatArray = array / norms
     return normalised
 
@@ -140,7 +143,8 @@ def check_vectors(
     array = _as_matrix(vectors, dimension, "vectors")
     if metric == "cosine":
         array = _normalise(array, "vectors")
-    squared = np.einsum("ij,ij->i", array, array)
+    with np.errstate(over="ignore"):
+        squared = np.einsum("ij,ij->i", array, array)  # inf when it overflows: refused below
     bound = score_noise.vector_norm_bound if score_noise else math.inf
     if metric != "cosine" and np.any(squared > bound**2 * (1 + 1e-9)):
         raise DataError(

@@ -338,6 +338,7 @@ def test_ingest_is_validated_whole_and_ids_stay_unique(
             "fewer ids": ({"ids": ["c"], "vectors": [[1.0, 2.0], [1.0, 0.0]]}, 422),
             "repeated id": ({"ids": ["c", "c"], "vectors": [[1.0, 2.0], [1.0, 0.0]]}, 422),
             "zero vector (cosine)": ({"ids": ["c"], "vectors": [[0.0, 0.0]]}, 422),
+            "norm overflows": ({"ids": ["c"], "vectors": [[1e200, 1e200]]}, 422),
             "taken id": ({"ids": ["c", "a"], "vectors": [[1.0, 2.0], [1.0, 0.0]]}, 409),
             "long id": ({"ids": ["x" * 65], "vectors": [[1.0, 2.0]]}, 422),
             "a string": ({"ids": ["c"], "vectors": [["1", 2.0]]}, 422),

@@ -11,6 +11,7 @@ from privaudit.crypto.vector_search import (
     EncryptedScores,
     Querier,
     SearchParameters,
+    check_vectors,
 )
 from privaudit.crypto.vector_search._wire import Kind, decode_frame, encode_frame
 from privaudit.errors import (
@@ -251,3 +252,9 @@ def test_long_parameter_descriptions_are_cut_in_messages() -> None:
     with pytest.raises(ParameterError, match="three ints") as caught:
         SearchParameters.from_dict(described)
     assert len(str(caught.value)) < 400
+
+
+@pytest.mark.parametrize("metric", ["cosine", "inner_product", "squared_l2"])
+def test_vectors_whose_norm_overflows_are_refused(metric: str) -> None:
+    with pytest.raises(DataError, match=r"too large|squared norm"):
+        check_vectors([[1e200, 1e200]], dimension=2, metric=metric)
