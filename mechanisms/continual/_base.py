@@ -95,6 +95,14 @@ class ContinualCounter(ABC):
                 )
         self.epsilon = None if epsilon is None else float(epsilon)
         self.noise_multiplier = None if noise_multiplier is None else float(noise_multiplier)
+        if self.noise_multiplier is not None and not (
+            self.noise_multiplier**2 > 0 and math.isfinite(1.0 / (2.0 * self.noise_multiplier**2))
+        ):  # the same expression as guarantee's ρ
+            raise ParameterError(
+                f"noise_multiplier={noise_multiplier!r} is so small that ρ = 1/(2σ²) is not a "
+                "finite float; use a noise_multiplier of at least 1e-150",
+                parameter="noise_multiplier",
+            )
         if draw_ahead is None:
             draw_ahead = _NOISE_BLOCK
         if (

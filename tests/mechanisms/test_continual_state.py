@@ -250,3 +250,15 @@ def test_the_base_class_dispatches_by_mechanism_and_refuses_others() -> None:
             ContinualCounter.from_state({**state, "mechanism": name})
     with pytest.raises(ParameterError, match="CounterState"):
         ContinualCounter.from_state("{}")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls", COUNTERS)
+@pytest.mark.parametrize("sigma", [5e-324, 1e-160])
+def test_a_noise_multiplier_whose_rho_overflows_is_refused(
+    cls: type[ContinualCounter], sigma: float
+) -> None:
+    # Found by schemathesis through POST /v1/streams: the counter was built, and only its
+    # guarantee failed (ZeroDivisionError). It must be refused up front, like any bad σ.
+    with pytest.raises(ParameterError, match="noise_multiplier"):
+        cls(T=4, noise_multiplier=sigma)
+    assert cls(T=4, noise_multiplier=1e-150).guarantee.rho == pytest.approx(5e299)
