@@ -5,13 +5,16 @@ session's protocol from the public parameters the server publishes, randomizes t
 users' values locally (secure randomness by default: raw values never leave the
 machine), and posts the reports in batches, each under its own idempotency key, so a
 retry after a timeout or a server restart is never counted twice.
+
+:class:`StreamClient` appends items to a continual-release stream and reads its
+releases, each batch under its own idempotency key as well.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Self, TypedDict, Unpack
 
 import httpx
 import numpy as np
@@ -22,7 +25,7 @@ from privaudit.errors import PrivauditError
 from privaudit.mechanisms.ldp import FrequencyOracle
 from privaudit.randomness import RandomSource
 
-__all__ = ["LDPCollector", "ServiceError"]
+__all__ = ["ClientOptions", "LDPCollector", "ServiceError", "StreamClient"]
 
 
 class ServiceError(PrivauditError):
@@ -40,7 +43,75 @@ class ServiceError(PrivauditError):
         self.problem = problem
 
 
-class LDPCollector:
+class ClientOptions(TypedDict, total=False):
+    """How a client talks to the service (keyword arguments of every client)."""
+
+    retries: int
+    """Attempts per batch on transport errors and 5xx answers (default 5)."""
+    timeout_s: float
+    """Seconds before a request times out (default 60)."""
+    transport: httpx.BaseTransport | None
+    """An httpx transport (tests, proxies); the default one when omitted."""
+
+
+class _ServiceClient:
+    """What every client shares: one HTTP client carrying the key, answers checked,
+    idempotent requests retried with backoff on transport errors and 5xx answers."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        retries: int = 5,
+        timeout_s: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.retries = retries
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise ServiceError(response.status_code, _problem(response))
+        result: dict[str, Any] = response.json()
+        return result
+
+    def _retrying(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Send a request that is safe to repeat (it carries an idempotency key)."""
+        delay = 0.2
+        for attempt in range(self.retries):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError:
+                if attempt == self.retries - 1:
+                    raise
+            else:
+                if response.status_code < 400:
+                    result: dict[str, Any] = response.json()
+                    return result
+                if response.status_code < 500 or attempt == self.retries - 1:
+                    raise ServiceError(response.status_code, _problem(response))
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LDPCollector(_ServiceClient):
     """Collect LDP reports into one session of a privaudit service.
 
     Parameters
@@ -49,8 +120,9 @@ class LDPCollector:
         The service and a key with the ``ldp:write`` (and ``ldp:read``) scopes.
     session_id
         An existing session; see :meth:`create` to start one.
-    retries
-        Attempts per batch on transport errors and 5xx answers (same idempotency key).
+    **options
+        ``retries`` (attempts per batch on transport errors and 5xx answers, under the
+        same idempotency key), ``timeout_s``, ``transport``: see :class:`ClientOptions`.
 
     Examples
     --------
@@ -62,23 +134,10 @@ class LDPCollector:
     """
 
     def __init__(
-        self,
-        *,
-        base_url: str,
-        api_key: str,
-        session_id: str,
-        retries: int = 5,
-        timeout_s: float = 60.0,
-        transport: httpx.BaseTransport | None = None,
+        self, *, base_url: str, api_key: str, session_id: str, **options: Unpack[ClientOptions]
     ) -> None:
+        super().__init__(base_url=base_url, api_key=api_key, **options)
         self.session_id = session_id
-        self.retries = retries
-        self._http = httpx.Client(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=timeout_s,
-            transport=transport,
-        )
         try:
             self.session = self._json("GET", f"/v1/ldp/sessions/{session_id}")
             self.oracle: FrequencyOracle = build_oracle(
@@ -111,22 +170,12 @@ class LDPCollector:
         k: int,
         epsilon: float,
         params: dict[str, Any] | None = None,
-        **options: Any,
+        **options: Unpack[ClientOptions],
     ) -> LDPCollector:
         """Create a session on the service and return a collector for it."""
-        with httpx.Client(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=options.get("timeout_s", 60.0),
-            transport=options.get("transport"),
-        ) as http:
-            response = http.post(
-                "/v1/ldp/sessions",
-                json={"protocol": protocol, "k": k, "epsilon": epsilon, "params": params or {}},
-            )
-        if response.status_code != 201:
-            raise ServiceError(response.status_code, _problem(response))
-        return cls(base_url=base_url, api_key=api_key, session_id=response.json()["id"], **options)
+        body = {"protocol": protocol, "k": k, "epsilon": epsilon, "params": params or {}}
+        created = _create(base_url, api_key, "/v1/ldp/sessions", body, options)
+        return cls(base_url=base_url, api_key=api_key, session_id=created["id"], **options)
 
     def submit(
         self,
@@ -153,47 +202,133 @@ class LDPCollector:
 
     def post_batch(self, data: bytes, *, key: str) -> dict[str, Any]:
         """Post one encoded batch under ``key``, retrying transport errors and 5xx."""
-        delay = 0.2
-        for attempt in range(self.retries):
-            try:
-                response = self._http.post(
-                    f"/v1/ldp/sessions/{self.session_id}/reports",
-                    content=data,
-                    headers={"Content-Type": REPORTS_MEDIA_TYPE, "Idempotency-Key": key},
-                )
-            except httpx.TransportError:
-                if attempt == self.retries - 1:
-                    raise
-            else:
-                if response.status_code == 200:
-                    result: dict[str, Any] = response.json()
-                    return result
-                if response.status_code < 500 or attempt == self.retries - 1:
-                    raise ServiceError(response.status_code, _problem(response))
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._retrying(
+            "POST",
+            f"/v1/ldp/sessions/{self.session_id}/reports",
+            content=data,
+            headers={"Content-Type": REPORTS_MEDIA_TYPE, "Idempotency-Key": key},
+        )
 
     def estimate(self, *, postprocess: str | None = None) -> dict[str, Any]:
         """The session's current estimate (frequencies, standard errors, n)."""
         params = {"postprocess": postprocess} if postprocess else None
         return self._json("GET", f"/v1/ldp/sessions/{self.session_id}/estimate", params=params)
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise ServiceError(response.status_code, _problem(response))
-        result: dict[str, Any] = response.json()
-        return result
 
-    def close(self) -> None:
-        self._http.close()
+class StreamClient(_ServiceClient):
+    """Append items to one continual-release stream of a privaudit service.
 
-    def __enter__(self) -> LDPCollector:
-        return self
+    The service keeps the counter and its noise; the client sends items in batches and
+    gets one private running sum per item. Each batch carries an idempotency key, and
+    a batch that fails with a transport error or a 5xx answer is sent again under the
+    same key, so an item is never counted twice and a retried batch gets back the
+    releases first computed for it (never fresh noise).
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    Parameters
+    ----------
+    base_url, api_key
+        The service and a key with the ``streams:write`` and ``streams:read`` scopes.
+    stream_id
+        An existing stream; see :meth:`create` to start one.
+    **options
+        ``retries`` (attempts per batch on transport errors and 5xx answers, under the
+        same idempotency key), ``timeout_s``, ``transport``: see :class:`ClientOptions`.
+
+    Examples
+    --------
+    >>> stream = StreamClient.create(  # doctest: +SKIP
+    ...     base_url="http://127.0.0.1:8000", api_key=key,
+    ...     mechanism="continual.honaker", horizon=1024, noise_multiplier=2.0,
+    ... )
+    >>> stream.push_many([1.0, 0.0, 0.5])  # doctest: +SKIP
+    [1.83, -0.41, 2.27]
+    """
+
+    def __init__(
+        self, *, base_url: str, api_key: str, stream_id: str, **options: Unpack[ClientOptions]
+    ) -> None:
+        super().__init__(base_url=base_url, api_key=api_key, **options)
+        self.stream_id = stream_id
+        try:
+            self.stream = self.info(limit=0)
+        except BaseException:
+            self._http.close()
+            raise
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        base_url: str,
+        api_key: str,
+        mechanism: str,
+        horizon: int,
+        epsilon: float | None = None,
+        noise_multiplier: float | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> StreamClient:
+        """Create a stream on the service and return a client for it."""
+        body: dict[str, Any] = {"mechanism": mechanism, "horizon": horizon}
+        if epsilon is not None:
+            body["epsilon"] = epsilon
+        if noise_multiplier is not None:
+            body["noise_multiplier"] = noise_multiplier
+        created = _create(base_url, api_key, "/v1/streams", body, options)
+        return cls(base_url=base_url, api_key=api_key, stream_id=created["id"], **options)
+
+    def append(self, items: npt.ArrayLike, *, key: str | None = None) -> dict[str, Any]:
+        """Append one batch under ``key`` (a fresh one by default); the service's answer,
+        with ``releases`` (one ``{t, value, standard_error}`` per item) and ``duplicate``."""
+        values = np.asarray(items, dtype=float).ravel().tolist()
+        return self._retrying(
+            "POST",
+            f"/v1/streams/{self.stream_id}/items",
+            json={"items": values},
+            headers={"Idempotency-Key": key or uuid.uuid4().hex},
+        )
+
+    def push_many(
+        self, items: npt.ArrayLike, *, batch_size: int = 1000, batch_prefix: str | None = None
+    ) -> list[float]:
+        """Append ``items`` in batches; return their releases, in order.
+
+        ``batch_prefix`` names the batches (``prefix-0``, ``prefix-1``, ...): send the
+        same items again with the same prefix after a failure, and the batches the
+        service already applied answer with their first releases instead of counting
+        twice.
+        """
+        values = np.asarray(items, dtype=float).ravel()
+        prefix = batch_prefix or uuid.uuid4().hex
+        releases: list[float] = []
+        for index, start in enumerate(range(0, values.size, batch_size)):
+            batch = self.append(values[start : start + batch_size], key=f"{prefix}-{index}")
+            releases.extend(release["value"] for release in batch["releases"])
+        return releases
+
+    def info(self, *, after: int = 0, limit: int | None = None) -> dict[str, Any]:
+        """The stream now: parameters, guarantee, error, items, and releases with t > after."""
+        params: dict[str, int] = {"after": after}
+        if limit is not None:
+            params["limit"] = limit
+        return self._json("GET", f"/v1/streams/{self.stream_id}", params=params)
+
+    def releases(self) -> list[dict[str, Any]]:
+        """Every release so far (``{t, value, standard_error}``), reading page by page."""
+        found: list[dict[str, Any]] = []
+        after: int | None = 0
+        while after is not None:
+            page = self.info(after=after, limit=1000)
+            found.extend(page["releases"])
+            after = page["next_after"]
+        return found
+
+
+def _create(
+    base_url: str, api_key: str, path: str, body: dict[str, Any], options: ClientOptions
+) -> dict[str, Any]:
+    """POST a new resource once (creating is not idempotent: no retries)."""
+    with _ServiceClient(base_url=base_url, api_key=api_key, **options) as client:
+        return client._json("POST", path, json=body)
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
-from live import LiveServer, free_port
+from live import LiveServer, create_postgres_database, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +43,14 @@ def tenant_a_key(server: LiveServer) -> str:
 @pytest.fixture(scope="session")
 def tenant_b_key(server: LiveServer) -> str:
     return server.create_key("tenant-b")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database for one test's server: SQLite (the default, "") or PostgreSQL."""
+    if request.param == "sqlite":
+        return ""  # a SQLite file in the server's data dir
+    return create_postgres_database(request.getfixturevalue("postgres_url"), "test")
 
 
 def _postgres_bin() -> Path | None:
