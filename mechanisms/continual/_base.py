@@ -95,9 +95,8 @@ class ContinualCounter(ABC):
                 )
         self.epsilon = None if epsilon is None else float(epsilon)
         self.noise_multiplier = None if noise_multiplier is None else float(noise_multiplier)
-        if self.noise_multiplier is not None and not (
-            self.noise_multiplier**2 > 0 and math.isfinite(1.0 / (2.0 * self.noise_multiplier**2))
-        ):  # the same expression as guarantee's ρ
+        sigma = self.noise_multiplier
+        if sigma is not None and not (sigma * sigma > 0 and math.isfinite(0.5 / (sigma * sigma))):
             raise ParameterError(
                 f"noise_multiplier={noise_multiplier!r} is so small that ρ = 1/(2σ²) is not a "
                 "finite float; use a noise_multiplier of at least 1e-150",

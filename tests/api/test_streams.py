@@ -257,6 +257,7 @@ def test_scopes_are_checked(server: LiveServer, stream: StreamClient) -> None:
         ({"mechanism": "continual.tree", "horizon": 10, "epsilon": "1"}, "epsilon"),
         ({"mechanism": "continual.tree", "horizon": 10, "epsilon": 1e-300}, "noise scale"),
         ({"mechanism": "continual.tree", "horizon": 1, "noise_multiplier": 5e-324}, "ρ"),
+        ({"mechanism": "continual.tree", "horizon": 9, "noise_multiplier": 1.2e308}, "noise scale"),
         (
             {"mechanism": "continual.sqrt_toeplitz", "horizon": 20_000, "noise_multiplier": 1.0},
             "horizon of at most 16384",

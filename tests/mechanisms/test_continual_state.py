@@ -253,12 +253,48 @@ def test_the_base_class_dispatches_by_mechanism_and_refuses_others() -> None:
 
 
 @pytest.mark.parametrize("cls", COUNTERS)
-@pytest.mark.parametrize("sigma", [5e-324, 1e-160])
-def test_a_noise_multiplier_whose_rho_overflows_is_refused(
-    cls: type[ContinualCounter], sigma: float
+@pytest.mark.parametrize(
+    ("noise", "message"),
+    [
+        ({"noise_multiplier": 5e-324}, "ρ = 1/"),
+        ({"noise_multiplier": 1e-160}, "ρ = 1/"),
+        ({"noise_multiplier": 1e300}, "noise scale"),
+        ({"noise_multiplier": 1.2e308}, "noise scale"),
+        ({"epsilon": 5e-324}, "noise scale"),
+    ],
+)
+def test_extreme_noise_parameters_are_refused_up_front(
+    cls: type[ContinualCounter], noise: dict[str, float], message: str
 ) -> None:
-    # Found by schemathesis through POST /v1/streams: the counter was built, and only its
-    # guarantee failed (ZeroDivisionError). It must be refused up front, like any bad σ.
-    with pytest.raises(ParameterError, match="noise_multiplier"):
-        cls(T=4, noise_multiplier=sigma)
+    # Found by schemathesis through POST /v1/streams: the counter was built and only its
+    # guarantee failed (ZeroDivisionError), or a square overflowed (OverflowError).
+    with pytest.raises(ParameterError, match=message):
+        cls(T=363_824 if cls is not MatrixFactorizationCounter else 64, **noise)
     assert cls(T=4, noise_multiplier=1e-150).guarantee.rho == pytest.approx(5e299)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cls=st.sampled_from(COUNTERS),
+    T=st.integers(1, 1 << 24),
+    value=st.floats(min_value=0, exclude_min=True, allow_infinity=False),
+    laplace=st.booleans(),
+)
+def test_any_positive_noise_parameter_builds_a_counter_or_a_parameter_error(
+    cls: type[ContinualCounter],
+    T: int,  # noqa: N803
+    value: float,
+    laplace: bool,
+) -> None:
+    # What a REST client can send: never another exception, and a counter that is built
+    # can state its guarantee and its error.
+    if cls is MatrixFactorizationCounter:
+        T = T % 512 + 1  # noqa: N806  (its tables grow with T)
+    noise = {"epsilon": value} if laplace else {"noise_multiplier": value}
+    try:
+        counter = cls(T=T, **noise)
+    except ParameterError:
+        return
+    assert counter.guarantee.to_dict()
+    assert 0 < counter.max_variance() < float("inf")
+    assert 0 < counter.sensitivity < float("inf")
