@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from privaudit.mechanisms.continual._base import ContinualCounter, noise_grid_bits
+from privaudit.errors import ParameterError
+from privaudit.mechanisms.continual._base import _MIN_GRID_BITS, ContinualCounter, noise_grid_bits
 from privaudit.mechanisms.continual._state import (
     check_array_names,
     state_array,
@@ -130,11 +131,15 @@ class MatrixFactorizationCounter(ContinualCounter):
             assert self.noise_multiplier is not None
             norm = float(np.sqrt(np.sum((self._q / 2.0**COEFFICIENT_BITS) ** 2)))
             noise_value_scale = norm * self.noise_multiplier
-        self._grid_bits = min(
-            _GRID_BITS_MAX,
-            _INT64_DOT_BITS - q_sum.bit_length(),
-            noise_grid_bits(noise_value_scale) - COEFFICIENT_BITS,
-        )
+        noise_bits = noise_grid_bits(noise_value_scale) - COEFFICIENT_BITS
+        if noise_bits < _MIN_GRID_BITS:
+            raise ParameterError(
+                f"a noise scale of {noise_value_scale:g} leaves {noise_bits} bits for this "
+                f"counter's input grid (its strategy takes {COEFFICIENT_BITS} of the samplers' "
+                f"bits), fewer than {_MIN_GRID_BITS}; use a larger epsilon or a smaller "
+                "noise_multiplier"
+            )
+        self._grid_bits = min(_GRID_BITS_MAX, _INT64_DOT_BITS - q_sum.bit_length(), noise_bits)
         self._q_reversed = np.ascontiguousarray(self._q[::-1])
         strategy = self._q / 2.0**COEFFICIENT_BITS
         decoder = np.cumsum(inverse_power_series(strategy, T))  # B = A C^{-1}

@@ -266,11 +266,20 @@ def test_the_base_class_dispatches_by_mechanism_and_refuses_others() -> None:
 def test_extreme_noise_parameters_are_refused_up_front(
     cls: type[ContinualCounter], noise: dict[str, float], message: str
 ) -> None:
-    # Found by schemathesis through POST /v1/streams: the counter was built and only its
-    # guarantee failed (ZeroDivisionError), or a square overflowed (OverflowError).
+    # Found by schemathesis through POST /v1/streams and by the property test below: the
+    # counter was built and only its guarantee failed (ZeroDivisionError), a square
+    # overflowed (OverflowError), or the Toeplitz input grid had negative bits.
     with pytest.raises(ParameterError, match=message):
         cls(T=363_824 if cls is not MatrixFactorizationCounter else 64, **noise)
     assert cls(T=4, noise_multiplier=1e-150).guarantee.rho == pytest.approx(5e299)
+
+
+def test_the_toeplitz_counter_refuses_a_noise_scale_that_leaves_no_input_grid() -> None:
+    # Found by the property test below: the input grid had -1 bits (a negative shift).
+    # The trees keep 17 bits here, the Toeplitz strategy takes 20 of them.
+    assert BinaryTreeCounter(T=11, epsilon=2e-10).grid_bits >= 16
+    with pytest.raises(ParameterError, match="leaves -1 bits"):
+        MatrixFactorizationCounter(T=11, epsilon=2e-10)
 
 
 @settings(max_examples=300, deadline=None)
