@@ -5,7 +5,8 @@ Three counters over a horizon ``T`` of items ``x_t ∈ [0, 1]``, with one constr
 ``epsilon``, for discrete Laplace noise and pure ε-DP, or ``noise_multiplier``, for
 discrete Gaussian noise and ρ-zCDP) and one API: ``push(x)`` returns the private
 running sum, ``push_many(xs)``, ``variance(t)`` and ``max_variance()`` (exact),
-``sensitivity``, ``guarantee``.
+``sensitivity``, ``guarantee``, and ``state()`` / ``Counter.from_state(state)`` to
+store a stream and continue it later with the same noise (:class:`CounterState`).
 
 * :class:`BinaryTreeCounter`: the binary mechanism, ``O(log T)`` state.
 * :class:`HonakerCounter`: the same tree with Honaker's online variance reduction.
@@ -23,6 +24,7 @@ from privaudit.mechanisms.continual._discrete import (
     discrete_laplace,
     discrete_laplace_variance,
 )
+from privaudit.mechanisms.continual._state import STATE_VERSION, CounterState
 from privaudit.mechanisms.continual._toeplitz import (
     MatrixFactorizationCounter,
     sqrt_toeplitz_coefficients,
@@ -30,8 +32,10 @@ from privaudit.mechanisms.continual._toeplitz import (
 from privaudit.mechanisms.continual._tree import BinaryTreeCounter, HonakerCounter
 
 __all__ = [
+    "STATE_VERSION",
     "BinaryTreeCounter",
     "ContinualCounter",
+    "CounterState",
     "HonakerCounter",
     "MatrixFactorizationCounter",
     "discrete_gaussian",
