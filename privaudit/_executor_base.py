@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from privaudit.errors import JobCancelledError, ParameterError, WorkUnitError
+from privaudit.errors import ConflictError, JobCancelledError, ParameterError, WorkUnitError
 
 if TYPE_CHECKING:
     from privaudit.progress import ProgressCallback
@@ -127,6 +127,7 @@ class ExecutorBase:
 
     def __init__(self) -> None:
         self._cancelled = threading.Event()
+        self._running = False
 
     @property
     def capacity(self) -> int:
@@ -156,8 +157,24 @@ class ExecutorBase:
             When :meth:`cancel` was called during the run.
         """
         checked = check_units(units)
+        if self._running:
+            raise ConflictError(
+                f"this {self.name} executor is already running units; finish or close the "
+                "other run's result loop first (one run at a time)"
+            )
+        return self._guarded(checked, on_progress)
+
+    def _guarded(
+        self, units: list[WorkUnit], on_progress: ProgressCallback | None
+    ) -> Iterator[UnitResult]:
+        if self._running:
+            raise ConflictError(f"this {self.name} executor is already running units")
+        self._running = True
         self._cancelled.clear()
-        return self._execute(checked, on_progress)
+        try:
+            yield from self._execute(units, on_progress)
+        finally:
+            self._running = False
 
     def _execute(
         self, units: list[WorkUnit], on_progress: ProgressCallback | None

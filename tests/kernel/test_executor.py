@@ -12,6 +12,7 @@ import executor_units as units
 import pytest
 
 from privaudit.errors import (
+    ConflictError,
     JobCancelledError,
     MissingDependencyError,
     NotFoundError,
@@ -123,6 +124,16 @@ def test_cancel_from_another_thread_and_from_progress(pool: LocalProcessExecutor
     with pytest.raises(JobCancelledError, match="by its owner"):
         collect(pool, mixed, on_progress=stop)
     assert collect(pool, quick) == [1, 4]  # the slow units were stopped, workers replaced
+
+
+def test_one_run_at_a_time() -> None:
+    executor = SerialExecutor()
+    first = executor.run([WorkUnit(i, units.square, (i,)) for i in range(3)])
+    assert next(first).value == 0
+    with pytest.raises(ConflictError, match="one run at a time"):
+        executor.run([WorkUnit(0, units.square, (1,))])
+    first.close()
+    assert collect(executor, [WorkUnit(0, units.square, (4,))]) == [16]
 
 
 def test_leaving_the_loop_early_stops_running_units(pool: LocalProcessExecutor) -> None:
