@@ -241,7 +241,7 @@ class RayExecutor(ExecutorBase):
                     ref = remote.options(name=f"privaudit-unit-{unit.index}", **resources).remote(
                         unit.function, unit.args, dict(unit.kwargs)
                     )
-                except (TypeError, ValueError, AttributeError) as error:
+                except Exception as error:  # serialisation errors of several kinds
                     raise ParameterError(
                         f"work unit {unit.index} cannot be sent to Ray ({error}); its function "
                         "must be importable and its arguments serialisable",

@@ -521,7 +521,9 @@ class LocalProcessExecutor(ExecutorBase):
     def _dispatch(self, worker: _Worker, unit: WorkUnit) -> None:
         try:
             worker.connection.send((unit.function, unit.args, dict(unit.kwargs)))
-        except (AttributeError, TypeError, ValueError) as error:
+        except OSError as error:  # the pipe is broken: the worker is gone
+            raise _died(worker, index=unit.index) from error
+        except Exception as error:
             # Pickling fails before anything is written: the worker still waits.
             raise ParameterError(
                 f"work unit {unit.index} cannot be sent to a worker process ({error}); a "
@@ -529,8 +531,6 @@ class LocalProcessExecutor(ExecutorBase):
                 "and its arguments must be picklable",
                 index=unit.index,
             ) from error
-        except OSError as error:
-            raise _died(worker, index=unit.index) from error
         worker.unit = unit.index
 
     def _abort(self) -> None:
