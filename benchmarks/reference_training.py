@@ -19,14 +19,16 @@ on the CPU torch uses every core for that one model. The anchor trains the first
 ``--anchor-k`` models; its rate is models per minute over those.
 
 Workers are started and warmed before timing (``warm_up_torch``: torch imported, its
-optimizers loaded, the CUDA context and cuDNN initialised), and so is this process
-before its anchor. Timed: ``run_reference_training`` from start to the stacked outputs
-(dataset written, units dispatched, files written and checked).
+optimizers loaded, the CUDA context and cuDNN initialised; then one epoch of the
+recipe on 64 random examples), and so is this process before its anchor. Timed:
+``run_reference_training`` from start to the stacked outputs (dataset written, units
+dispatched, files written and checked).
 
 Also reported per cell, to show the models are real: mean accuracy of the models on
 their held-out half; LiRA's AUC (online, fixed variance) with model 0 as the target and
-the other models as references; the largest logit difference from the anchor's models
-(0 on the CPU; on CUDA the kernels' summation order may differ between processes).
+the other models as references (meaningful from K of about 16); the largest logit
+difference from the anchor's models (0 on the CPU when the thread counts match; on CUDA
+the kernels' summation order may differ between processes).
 
     PYTHONSAFEPATH=1 .venv/bin/python benchmarks/reference_training.py --k 4 --epochs 2
     PYTHONSAFEPATH=1 python3 benchmarks/reference_training.py --k 64   # on a GPU machine
@@ -37,6 +39,8 @@ Writes ``benchmarks/results/reference_training.json`` (``--output``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import sys
 import tempfile
@@ -85,6 +89,18 @@ def load_data(choice: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]
 
     data = load_digits()
     return data.data / 16.0, data.target.astype(np.int64), (1, 8, 8), "sklearn digits"
+
+
+def warm_up(recipe: TorchRecipe) -> None:
+    """A worker's (or this process's) one-off costs: torch, CUDA, and every code path
+    of one training run of ``recipe`` (one epoch on 64 random examples)."""
+    warm_up_torch()
+    shape = recipe.input_shape or (1,)
+    rng = np.random.default_rng(0)
+    features = rng.random((64, int(np.prod(shape))))
+    labels = np.arange(64) % 10
+    quick = dataclasses.replace(recipe, epochs=1)
+    quick.fit_predict(features, labels, np.ones(64, dtype=bool), seed=0, n_classes=10)
 
 
 def cell_figures(
@@ -140,7 +156,7 @@ def run_section(
     cells: list[dict[str, Any]] = []
     results: list[ReferenceTrainingResult] = []
     for label, settings in executors:
-        executor = LocalProcessExecutor(initializer=warm_up_torch, **settings)
+        executor = LocalProcessExecutor(initializer=functools.partial(warm_up, recipe), **settings)
         started = time.perf_counter()
         with executor:
             executor.start()
@@ -161,7 +177,7 @@ def run_section(
                 "worker_start_seconds": warm,
             }
         )
-    warm_up_torch()
+    warm_up(recipe)
     anchor, seconds = timed_run(plan, features, labels, SerialExecutor(), anchor_k)
     anchor_cell = {
         "section": name,

@@ -54,7 +54,6 @@ from privaudit.attacks.membership._metrics import (
     roc_auc,
     roc_curve,
 )
-from privaudit.attacks.membership._report import BLACK_BOX_THREAT_MODEL, build_membership_report
 from privaudit.attacks.membership._recipes import (
     SklearnRecipe,
     TorchRecipe,
@@ -73,6 +72,7 @@ from privaudit.attacks.membership._reference_training import (
     run_reference_training,
     train_reference_unit,
 )
+from privaudit.attacks.membership._report import BLACK_BOX_THREAT_MODEL, build_membership_report
 from privaudit.attacks.membership._rmia import RMIA
 from privaudit.attacks.membership._shadow import ShadowModelAttack
 from privaudit.attacks.membership._signals import (
