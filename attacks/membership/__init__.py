@@ -25,11 +25,18 @@ balanced accuracy and advantage, each with its member and non-member counts.
 (``privaudit.reports``), with an empirical ε whose threshold is chosen honestly.
 :func:`run_digits_demo` audits a random forest on scikit-learn's digits end to end;
 ``privaudit audit --demo`` runs it from the command line.
+
+Reference models are trained from a *recipe* (:class:`SklearnRecipe`,
+:class:`TorchRecipe`; registered by trainer name in :data:`trainers`) as resumable
+work units: a :class:`ReferenceTrainingPlan` fixes seed, models, data and recipe, and
+:func:`run_reference_training` trains the units not yet done in a working directory on
+an executor (:mod:`privaudit.executor`).
 """
 
 from privaudit.attacks.membership._base import MembershipAttack
 from privaudit.attacks.membership._digits_demo import (
     DEMO_ATTACKS,
+    DIGITS_RECIPE,
     DigitsDemoResult,
     digits_forest,
     digits_keep_matrix,
@@ -47,6 +54,24 @@ from privaudit.attacks.membership._metrics import (
     roc_auc,
     roc_curve,
 )
+from privaudit.attacks.membership._recipes import (
+    SklearnRecipe,
+    TorchRecipe,
+    TrainingRecipe,
+    architectures,
+    recipe_from_config,
+    sklearn_estimators,
+    trainers,
+    warm_up_torch,
+)
+from privaudit.attacks.membership._reference_training import (
+    ReferenceTrainingPlan,
+    ReferenceTrainingResult,
+    dataset_fingerprint,
+    reference_keep_matrix,
+    run_reference_training,
+    train_reference_unit,
+)
 from privaudit.attacks.membership._report import BLACK_BOX_THREAT_MODEL, build_membership_report
 from privaudit.attacks.membership._rmia import RMIA
 from privaudit.attacks.membership._shadow import ShadowModelAttack
@@ -61,25 +86,40 @@ __all__ = [
     "BLACK_BOX_THREAT_MODEL",
     "DEFAULT_FPR_LIMITS",
     "DEMO_ATTACKS",
+    "DIGITS_RECIPE",
     "RMIA",
     "DigitsDemoResult",
     "LiRA",
     "LossAttack",
     "MembershipAttack",
     "MembershipMetrics",
+    "ReferenceTrainingPlan",
+    "ReferenceTrainingResult",
     "RocCurve",
     "ShadowModelAttack",
+    "SklearnRecipe",
+    "TorchRecipe",
     "TprAtFpr",
+    "TrainingRecipe",
+    "architectures",
     "build_membership_report",
+    "dataset_fingerprint",
     "digits_forest",
     "digits_keep_matrix",
     "logit_confidence",
     "logit_confidence_from_logits",
     "logit_confidence_from_loss",
     "membership_metrics",
+    "recipe_from_config",
+    "reference_keep_matrix",
     "roc_auc",
     "roc_curve",
     "run_digits_demo",
+    "run_reference_training",
+    "sklearn_estimators",
     "train_digits_unit",
+    "train_reference_unit",
+    "trainers",
     "true_label_probability",
+    "warm_up_torch",
 ]
