@@ -14,6 +14,16 @@ running sum, ``push_many(xs)``, ``variance(t)`` and ``max_variance()`` (exact),
 
 The exact discrete samplers they draw from are in :mod:`._discrete` and re-exported
 here (``discrete_laplace``, ``discrete_gaussian``).
+
+Over streams of records in ``{0,1}^d`` [JRSS23]_, with one constructor
+``Mechanism(*, d, horizon, epsilon, delta=0.0, strategy="auto", ...)``, ``push(record)``,
+``push_many(records)``, ``guarantee`` and ``error_bound(beta)``:
+
+* :class:`MaxSum`: the largest column sum after every record.
+* :class:`SumSelect`: the index of a column whose sum is close to the largest.
+
+Each runs per-column tree counters (small ``d``) or sparse-vector-triggered
+recomputation (large ``d``), whichever has the smaller stated error bound.
 """
 
 from privaudit.mechanisms.continual._base import ContinualCounter
@@ -23,6 +33,12 @@ from privaudit.mechanisms.continual._discrete import (
     discrete_laplace,
     discrete_laplace_variance,
 )
+from privaudit.mechanisms.continual._selection import (
+    RECORD_NEIGHBOURING,
+    MaxSum,
+    SumSelect,
+    rho_for_approximate_dp,
+)
 from privaudit.mechanisms.continual._toeplitz import (
     MatrixFactorizationCounter,
     sqrt_toeplitz_coefficients,
@@ -30,13 +46,17 @@ from privaudit.mechanisms.continual._toeplitz import (
 from privaudit.mechanisms.continual._tree import BinaryTreeCounter, HonakerCounter
 
 __all__ = [
+    "RECORD_NEIGHBOURING",
     "BinaryTreeCounter",
     "ContinualCounter",
     "HonakerCounter",
     "MatrixFactorizationCounter",
+    "MaxSum",
+    "SumSelect",
     "discrete_gaussian",
     "discrete_gaussian_variance",
     "discrete_laplace",
     "discrete_laplace_variance",
+    "rho_for_approximate_dp",
     "sqrt_toeplitz_coefficients",
 ]
