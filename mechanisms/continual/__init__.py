@@ -15,6 +15,16 @@ store a stream and continue it later with the same noise (:class:`CounterState`)
 
 The exact discrete samplers they draw from are in :mod:`._discrete` and re-exported
 here (``discrete_laplace``, ``discrete_gaussian``).
+
+Over streams of records in ``{0,1}^d`` [JRSS23]_, with one constructor
+``Mechanism(*, d, horizon, epsilon, delta=0.0, strategy="auto", ...)``, ``push(record)``,
+``push_many(records)``, ``guarantee`` and ``error_bound(beta)``:
+
+* :class:`MaxSum`: the largest column sum after every record.
+* :class:`SumSelect`: the index of a column whose sum is close to the largest.
+
+Each runs per-column tree counters (small ``d``) or sparse-vector-triggered
+recomputation (large ``d``), whichever has the smaller stated error bound.
 """
 
 from privaudit.mechanisms.continual._base import ContinualCounter
@@ -24,6 +34,12 @@ from privaudit.mechanisms.continual._discrete import (
     discrete_laplace,
     discrete_laplace_variance,
 )
+from privaudit.mechanisms.continual._selection import (
+    RECORD_NEIGHBOURING,
+    MaxSum,
+    SumSelect,
+    rho_for_approximate_dp,
+)
 from privaudit.mechanisms.continual._state import STATE_VERSION, CounterState
 from privaudit.mechanisms.continual._toeplitz import (
     MatrixFactorizationCounter,
@@ -32,15 +48,19 @@ from privaudit.mechanisms.continual._toeplitz import (
 from privaudit.mechanisms.continual._tree import BinaryTreeCounter, HonakerCounter
 
 __all__ = [
+    "RECORD_NEIGHBOURING",
     "STATE_VERSION",
     "BinaryTreeCounter",
     "ContinualCounter",
     "CounterState",
     "HonakerCounter",
     "MatrixFactorizationCounter",
+    "MaxSum",
+    "SumSelect",
     "discrete_gaussian",
     "discrete_gaussian_variance",
     "discrete_laplace",
     "discrete_laplace_variance",
+    "rho_for_approximate_dp",
     "sqrt_toeplitz_coefficients",
 ]
