@@ -233,7 +233,8 @@ def _swap_in_positions(
     removed = np.asarray(rng.integers(0, size, size=n, dtype=np.int64))[:, None]
     v = values.astype(rows.dtype, copy=False)[:, None]
     # v's rank among the members that stay (v is not a member: rows are subsets of V).
-    rank = (rows < v).sum(axis=1, keepdims=True) - (removed < (rows < v).sum(axis=1, keepdims=True))
+    below = (rows < v).sum(axis=1, keepdims=True)
+    rank = below - (removed < below)
     index = np.arange(size)[None, :]
     shifted = np.where(index < rank, index, index - 1)  # position among those that stay
     source = shifted + (shifted >= removed)  # and in the row before the removal
