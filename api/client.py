@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, Self, TypedDict, Unpack
 
 import httpx
@@ -29,6 +30,7 @@ __all__ = [
     "ServiceClient",
     "ServiceError",
     "StreamClient",
+    "create_resource",
     "http_client",
     "problem_of",
 ]
@@ -77,7 +79,7 @@ class ServiceClient:
                 if attempt == self.retries - 1:
                     raise
             else:
-                if response.status_code < 400:
+                if response.is_success:
                     result: dict[str, Any] = response.json()
                     return result
                 if response.status_code < 500 or attempt == self.retries - 1:
@@ -176,19 +178,9 @@ class LDPCollector(ServiceClient):
         **options: Any,
     ) -> LDPCollector:
         """Create a session on the service and return a collector for it."""
-        with http_client(
-            base_url,
-            api_key,
-            timeout_s=options.get("timeout_s", 60.0),
-            transport=options.get("transport"),
-        ) as http:
-            response = http.post(
-                "/v1/ldp/sessions",
-                json={"protocol": protocol, "k": k, "epsilon": epsilon, "params": params or {}},
-            )
-        if response.status_code != 201:
-            raise ServiceError(response.status_code, problem_of(response))
-        return cls(base_url=base_url, api_key=api_key, session_id=response.json()["id"], **options)
+        body = {"protocol": protocol, "k": k, "epsilon": epsilon, "params": params or {}}
+        created = create_resource(base_url, api_key, "/v1/ldp/sessions", body, options)
+        return cls(base_url=base_url, api_key=api_key, session_id=created["id"], **options)
 
     def submit(
         self,
@@ -215,26 +207,12 @@ class LDPCollector(ServiceClient):
 
     def post_batch(self, data: bytes, *, key: str) -> dict[str, Any]:
         """Post one encoded batch under ``key``, retrying transport errors and 5xx."""
-        delay = 0.2
-        for attempt in range(self.retries):
-            try:
-                response = self._http.post(
-                    f"/v1/ldp/sessions/{self.session_id}/reports",
-                    content=data,
-                    headers={"Content-Type": REPORTS_MEDIA_TYPE, "Idempotency-Key": key},
-                )
-            except httpx.TransportError:
-                if attempt == self.retries - 1:
-                    raise
-            else:
-                if response.status_code == 200:
-                    result: dict[str, Any] = response.json()
-                    return result
-                if response.status_code < 500 or attempt == self.retries - 1:
-                    raise ServiceError(response.status_code, problem_of(response))
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._retrying(
+            "POST",
+            f"/v1/ldp/sessions/{self.session_id}/reports",
+            content=data,
+            headers={"Content-Type": REPORTS_MEDIA_TYPE, "Idempotency-Key": key},
+        )
 
     def estimate(self, *, postprocess: str | None = None) -> dict[str, Any]:
         """The session's current estimate (frequencies, standard errors, n)."""
@@ -306,7 +284,7 @@ class StreamClient(ServiceClient):
             body["epsilon"] = epsilon
         if noise_multiplier is not None:
             body["noise_multiplier"] = noise_multiplier
-        created = _create(base_url, api_key, "/v1/streams", body, options)
+        created = create_resource(base_url, api_key, "/v1/streams", body, options)
         return cls(base_url=base_url, api_key=api_key, stream_id=created["id"], **options)
 
     def append(self, items: npt.ArrayLike, *, key: str | None = None) -> dict[str, Any]:
@@ -356,10 +334,13 @@ class StreamClient(ServiceClient):
         return found
 
 
-def _create(
-    base_url: str, api_key: str, path: str, body: dict[str, Any], options: ClientOptions
+def create_resource(
+    base_url: str, api_key: str, path: str, body: dict[str, Any], options: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """POST a new resource once (creating is not idempotent: no retries)."""
+    """POST a new resource once (creating is not idempotent: no retries); its JSON.
+
+    ``options`` are a client's keyword options; ``timeout_s`` and ``transport`` apply.
+    """
     with http_client(
         base_url,
         api_key,

@@ -21,7 +21,13 @@ from typing import Any
 import httpx
 import numpy as np
 
-from privaudit.api.client import ServiceClient, ServiceError, http_client, problem_of
+from privaudit.api.client import (
+    ServiceClient,
+    ServiceError,
+    create_resource,
+    http_client,
+    problem_of,
+)
 from privaudit.api.routes.vector import CONTEXT_MEDIA_TYPE, QUERY_MEDIA_TYPE
 from privaudit.crypto.vector_search import (
     EncryptedQuery,
@@ -87,18 +93,8 @@ class VectorCollection(ServiceClient):
             body["score_noise"] = score_noise
         if "max_queries_per_key" in options:
             body["max_queries_per_key"] = options.pop("max_queries_per_key")
-        with http_client(
-            base_url,
-            api_key,
-            timeout_s=options.get("timeout_s", 60.0),
-            transport=options.get("transport"),
-        ) as http:
-            response = http.post("/v1/vector/collections", json=body)
-        if response.status_code != 201:
-            raise ServiceError(response.status_code, problem_of(response))
-        return cls(
-            base_url=base_url, api_key=api_key, collection_id=response.json()["id"], **options
-        )
+        created = create_resource(base_url, api_key, "/v1/vector/collections", body, options)
+        return cls(base_url=base_url, api_key=api_key, collection_id=created["id"], **options)
 
     def info(self) -> dict[str, Any]:
         """The collection as the service describes it (size, parameters, ...)."""
