@@ -14,11 +14,10 @@ import numpy.typing as npt
 from privaudit.errors import DataError, LimitExceededError, ParameterError
 from privaudit.guarantees import PrivacyGuarantee
 from privaudit.mechanisms.continual._discrete import (
-    discrete_gaussian,
     discrete_gaussian_variance,
-    discrete_laplace,
     discrete_laplace_variance,
 )
+from privaudit.mechanisms.continual._noise import NoiseSpec, NoiseStream
 from privaudit.mechanisms.continual._state import STATE_VERSION, CounterState, state_int
 from privaudit.randomness import RandomSource, is_secure, resolve_rng
 from privaudit.registry import mechanisms
@@ -117,9 +116,6 @@ class ContinualCounter(ABC):
         self.draw_ahead = int(draw_ahead)
         self._rng = resolve_rng(rng)
         self._t = 0
-        self._noise_buffer: list[int] = []  # drawn ahead (data-independent), used in order
-        self._noise_used = 0
-        self._noise_drawn = 0
         self._setup()
         self._grid_scale = 2.0**self.grid_bits
         if self.epsilon is not None:
@@ -141,6 +137,7 @@ class ContinualCounter(ABC):
                 f"the noise scale is {proposal} grid units, above the samplers' 2^56; "
                 "use a larger epsilon or a smaller noise_multiplier"
             )
+        self._noise_stream = self._new_noise_stream(self._noise_total())
 
     # --- what subclasses provide ------------------------------------------------------
 
@@ -268,7 +265,7 @@ class ContinualCounter(ABC):
             bad = values[~(np.isfinite(values) & (values >= 0) & (values <= 1))][0]
             raise DataError(f"every item must be a finite number in [0, 1]; got {bad!r}")
         self._check_room(values.size)
-        self._reserve(
+        self._noise_stream.reserve(
             self._noise_used_after(self._t + values.size) - self._noise_used_after(self._t)
         )
         out = np.empty(values.size)
@@ -310,7 +307,7 @@ class ContinualCounter(ABC):
             calibration=self._calibration(),
             t=self._t,
             arrays={name: tuple(values) for name, values in self._export_arrays().items()},
-            pending_noise=tuple(self._noise_buffer[self._noise_used :]),
+            pending_noise=tuple(self._noise_stream.pending().tolist()),
         )
 
     @classmethod
@@ -391,9 +388,9 @@ class ContinualCounter(ABC):
             state_int(v, "pending_noise", -_NOISE_LIMIT, _NOISE_LIMIT) for v in state.pending_noise
         ]
         counter._import_arrays(state.arrays)
-        counter._noise_buffer = pending
-        counter._noise_used = 0
-        counter._noise_drawn = used + len(pending)
+        counter._noise_stream = counter._new_noise_stream(
+            counter._noise_total() - used, pending=pending
+        )
         return cast(Self, counter)
 
     # --- helpers ------------------------------------------------------------------------
@@ -402,38 +399,19 @@ class ContinualCounter(ABC):
         """Noise and measurements are integers in units of ``2^-this``."""
         return self.grid_bits
 
+    def _new_noise_stream(self, total: int, *, pending: Sequence[int] = ()) -> NoiseStream:
+        """The noise drawn ahead for the rest of the stream (``total`` draws at most)."""
+        spec = NoiseSpec(laplace_scale=self._laplace_scale, gaussian_sigma2=self._sigma2)
+        return NoiseStream(spec, self._rng, total, block=self.draw_ahead, pending=pending)
+
     def _noise(self, n: int) -> list[int]:
         """The next ``n`` noise draws (integers, in noise units)."""
-        if self._noise_used + n > len(self._noise_buffer):
-            self._refill(n)
-        start = self._noise_used
-        self._noise_used = start + n
-        return self._noise_buffer[start : start + n]
+        draws: list[int] = self._noise_stream.take(n).tolist()
+        return draws
 
     def _one_noise(self) -> int:
         """The next noise draw (integer, in noise units)."""
-        if self._noise_used >= len(self._noise_buffer):
-            self._refill(1)
-        self._noise_used += 1
-        return self._noise_buffer[self._noise_used - 1]
-
-    def _reserve(self, n: int) -> None:
-        """Make sure the next ``n`` draws are in the buffer (one sampler call for a batch)."""
-        available = len(self._noise_buffer) - self._noise_used
-        if n > available:
-            self._refill(n - available)
-
-    def _refill(self, n: int) -> None:
-        rest = self._noise_buffer[self._noise_used :]
-        block = max(n, min(self.draw_ahead, self._noise_total() - self._noise_drawn))
-        self._noise_drawn += block
-        if self._laplace_scale is not None:
-            fresh = discrete_laplace(self._rng, self._laplace_scale, block)
-        else:
-            assert self._sigma2 is not None
-            fresh = discrete_gaussian(self._rng, self._sigma2, block)
-        self._noise_buffer = rest + fresh.tolist()
-        self._noise_used = 0
+        return self._noise_stream.take_one()
 
     def _calibration(self) -> str:
         """The noise law and grids derived from the parameters (checked on restore)."""

@@ -35,24 +35,50 @@ class NoiseStream:
     """Draws of one :class:`NoiseSpec`, handed out in order and refilled in blocks.
 
     The noise is independent of the data, so drawing it ahead changes nothing in the
-    mechanism's law; ``total`` (the most a stream can use) caps the last block.
+    mechanism's law. ``total`` (the most a stream can use) caps the last block;
+    ``block`` is how far ahead to draw; ``pending`` restores draws made ahead by an
+    earlier process (they count towards ``total``).
     """
 
-    def __init__(self, spec: NoiseSpec, rng: np.random.Generator, total: int) -> None:
+    def __init__(
+        self,
+        spec: NoiseSpec,
+        rng: np.random.Generator,
+        total: int,
+        *,
+        block: int = _BLOCK,
+        pending: npt.ArrayLike = (),
+    ) -> None:
         self._spec = spec
         self._rng = rng
-        self._left = total
-        self._buffer: IntArray = np.empty(0, dtype=np.int64)
+        self._block = block
+        self._buffer: IntArray = np.asarray(pending, dtype=np.int64).ravel()
+        self._left = max(0, total - self._buffer.size)
         self._used = 0
 
     def take(self, n: int) -> IntArray:
         """The next ``n`` draws."""
-        if self._used + n > self._buffer.size:
-            rest = self._buffer[self._used :]
-            block = max(n - rest.size, min(_BLOCK, self._left))
-            self._left = max(0, self._left - block)
-            self._buffer = np.concatenate([rest, self._spec.draw(self._rng, block)])
-            self._used = 0
+        self.reserve(n)
         out = self._buffer[self._used : self._used + n]
         self._used += n
         return out
+
+    def take_one(self) -> int:
+        """The next draw, as a Python integer (the counters' per-step path)."""
+        if self._used >= self._buffer.size:
+            self.reserve(1)
+        self._used += 1
+        return int(self._buffer[self._used - 1])
+
+    def reserve(self, n: int) -> None:
+        """Make sure the next ``n`` draws are drawn (one sampler call for a batch)."""
+        if self._used + n > self._buffer.size:
+            rest = self._buffer[self._used :]
+            block = max(n - rest.size, min(self._block, self._left))
+            self._left = max(0, self._left - block)
+            self._buffer = np.concatenate([rest, self._spec.draw(self._rng, block)])
+            self._used = 0
+
+    def pending(self) -> IntArray:
+        """Draws made ahead and not handed out yet."""
+        return self._buffer[self._used :].copy()
