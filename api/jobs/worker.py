@@ -32,6 +32,7 @@ from privaudit.api.jobs._process import die_with_parent, load_job_modules
 from privaudit.api.jobs.kinds import JobContext, job_kinds
 from privaudit.api.settings import Settings
 from privaudit.errors import JobCancelledError, PrivauditError
+from privaudit.files import write_atomically
 
 __all__ = ["Worker", "run_job_process", "run_worker"]
 
@@ -283,9 +284,7 @@ def _load_claim(
 def _write_result(root: Path, work_dir: Path, result: dict[str, Any]) -> str:
     """Write the result atomically; return its path relative to the artifacts root."""
     target = work_dir / "result.json"
-    partial = work_dir / "result.json.partial"
-    partial.write_text(json.dumps(result, allow_nan=False, default=_json_default))
-    partial.replace(target)
+    write_atomically(target, json.dumps(result, allow_nan=False, default=_json_default).encode())
     return target.relative_to(root).as_posix()
 
 

@@ -37,7 +37,6 @@ import hashlib
 import io
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ from privaudit.executor import (
     make_executor,
     usable_cpus,
 )
+from privaudit.files import write_atomically
 from privaudit.progress import ProgressCallback
 from privaudit.randomness import simulation_generator
 
@@ -298,33 +298,6 @@ def _unit_paths(directory: Path, index: int) -> tuple[Path, Path]:
     return directory / f"{stem}.npy", directory / f"{stem}.done"
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, sync it, and rename it over."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    _fsync_directory(path.parent)
-
-
 def _array_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
@@ -368,8 +341,8 @@ def _store_dataset(directory: Path, features: np.ndarray, labels: np.ndarray, di
             return
     except DataError:
         pass
-    _write_atomically(directory / "features.npy", _array_bytes(features))
-    _write_atomically(directory / "labels.npy", _array_bytes(labels))
+    write_atomically(directory / "features.npy", _array_bytes(features))
+    write_atomically(directory / "labels.npy", _array_bytes(labels))
 
 
 def _load_dataset(
@@ -435,7 +408,7 @@ def train_reference_unit(workdir: str, plan: ReferenceTrainingPlan, index: int) 
     data = _array_bytes(outputs)
     digest = hashlib.sha256(data).hexdigest()
     output_path, marker_path = _unit_paths(directory, index)
-    _write_atomically(output_path, data)
+    write_atomically(output_path, data)
     marker = {
         "format": MARKER_FORMAT,
         "plan": plan.fingerprint,
@@ -449,7 +422,7 @@ def train_reference_unit(workdir: str, plan: ReferenceTrainingPlan, index: int) 
         "pid": os.getpid(),
         "finished_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
-    _write_atomically(marker_path, json.dumps(marker, indent=1).encode())
+    write_atomically(marker_path, json.dumps(marker, indent=1).encode())
     return {"index": index, "status": "trained", "seconds": seconds, "sha256": digest}
 
 
@@ -542,7 +515,7 @@ def run_reference_training(
     directory = Path(workdir)
     directory.mkdir(parents=True, exist_ok=True)
     description = {"fingerprint": plan.fingerprint, **plan.describe()}
-    _write_atomically(directory / "plan.json", json.dumps(description, indent=1).encode())
+    write_atomically(directory / "plan.json", json.dumps(description, indent=1).encode())
     _store_dataset(directory, x, y, plan.dataset_fingerprint)
     outputs: dict[int, np.ndarray] = {}
     for index in chosen:
