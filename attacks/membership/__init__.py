@@ -25,9 +25,20 @@ balanced accuracy and advantage, each with its member and non-member counts.
 (``privaudit.reports``), with an empirical ε whose threshold is chosen honestly.
 :func:`run_digits_demo` audits a random forest on scikit-learn's digits end to end;
 ``privaudit audit --demo`` runs it from the command line.
+
+Your own model and data: :func:`load_dataset` reads the audited examples, their
+labels and the target's membership from ``.npz``, CSV or Parquet; the model is queried
+through an oracle of :mod:`privaudit.attacks.oracles` (skops, safetensors with an
+architecture from :data:`architectures`, ONNX, or an HTTP endpoint).
 """
 
+from privaudit.attacks.membership._architectures import (
+    architecture_defaults,
+    architectures,
+    build_architecture,
+)
 from privaudit.attacks.membership._base import MembershipAttack
+from privaudit.attacks.membership._datasets import AuditDataset, load_dataset
 from privaudit.attacks.membership._digits_demo import (
     DEMO_ATTACKS,
     DigitsDemoResult,
@@ -62,6 +73,7 @@ __all__ = [
     "DEFAULT_FPR_LIMITS",
     "DEMO_ATTACKS",
     "RMIA",
+    "AuditDataset",
     "DigitsDemoResult",
     "LiRA",
     "LossAttack",
@@ -70,9 +82,13 @@ __all__ = [
     "RocCurve",
     "ShadowModelAttack",
     "TprAtFpr",
+    "architecture_defaults",
+    "architectures",
+    "build_architecture",
     "build_membership_report",
     "digits_forest",
     "digits_keep_matrix",
+    "load_dataset",
     "logit_confidence",
     "logit_confidence_from_logits",
     "logit_confidence_from_loss",
