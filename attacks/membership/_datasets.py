@@ -144,7 +144,10 @@ def load_dataset(
         return _from_columns(request, columns, rows, "parquet")
     if found.name == "npz":
         return _read_npz(request)
-    if found.name == "unknown" and b"\x00" not in head and _is_text(head):
+    # A text pickle (protocol 0) would parse as a (nonsense) CSV, harmlessly; and a CSV
+    # can look like one (a letter first, "." last), so text goes to the CSV reader.
+    text_like = found.name == "unknown" or found.detail == "protocol 0 or 1"
+    if text_like and b"\x00" not in head and _is_text(head):
         columns, rows = _read_csv(request)
         return _from_columns(request, columns, rows, "csv")
     kind = found.name + (f" ({found.detail})" if found.detail else "")

@@ -143,3 +143,12 @@ def test_sizes_are_bounded(tmp_path: Path) -> None:
     assert (tmp_path / "bomb.npz").stat().st_size < 100_000
     with pytest.raises(LimitExceededError, match=r"unpacks to .* over the limit of 1000000"):
         load_dataset(tmp_path / "bomb.npz", max_bytes=1_000_000)
+
+
+def test_a_csv_that_looks_like_a_text_pickle_is_read(tmp_path: Path) -> None:
+    # Starts with a letter that is a pickle opcode and ends with "." (STOP), as a
+    # protocol-0 pickle does; it is text, so it is read as CSV.
+    path = tmp_path / "audit.csv"
+    path.write_text("label,member,x\n0,true,1.\n1,false,2.")
+    data = load_dataset(path)
+    assert data.features.tolist() == [[1.0], [2.0]] and data.member.tolist() == [True, False]
