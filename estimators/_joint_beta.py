@@ -136,8 +136,7 @@ class BetaAxis:
         self.nodes = self._panel_nodes(self._edge_u, self._edge_s)
         self.sd = math.sqrt(self.a * self.b / ((self.a + self.b) ** 2 * (self.a + self.b + 1)))
         # The rate (and its complement) at every panel edge, for the split panel below.
-        self._edge_value = special.betaincinv(self.a, self.b, self._edge_u)
-        self._edge_complement = special.betaincinv(self.b, self.a, self._edge_s)
+        self._edge_value, self._edge_complement = self._quantiles(self._edge_u, self._edge_s)
         self._log_norm = float(special.betaln(self.a, self.b))
 
     def tail_probabilities(self, value: float, complement: float) -> tuple[float, float]:
@@ -207,11 +206,22 @@ class BetaAxis:
         s = left_s - _GL_HALF * width
         u = np.where(below, u, 1.0 - s).ravel()
         s = np.where(below, 1.0 - u.reshape(s.shape), s).ravel()
-        return _Nodes(
-            value=special.betaincinv(self.a, self.b, u),
-            complement=special.betaincinv(self.b, self.a, s),
-            weight=(_GL_HALF_WEIGHT * width).ravel(),
-        )
+        value, complement = self._quantiles(u, s)
+        return _Nodes(value=value, complement=complement, weight=(_GL_HALF_WEIGHT * width).ravel())
+
+    def _quantiles(self, u: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """The rate at tail probabilities (u, s = 1 − u) and its complement.
+
+        Inverting one tail is enough where the rate is at most ½: 1 − rate then loses
+        nothing. Only rates above ½ need the other tail inverted for their complement.
+        """
+        value: FloatArray = special.betaincinv(self.a, self.b, u)
+        complement: FloatArray = 1.0 - value
+        high = value > 0.5
+        if high.any():
+            complement[high] = special.betaincinv(self.b, self.a, s[high])
+            value[high] = 1.0 - complement[high]
+        return value, complement
 
     def integrate(
         self,

@@ -26,6 +26,7 @@ __all__ = ["OUE", "SUE", "UnaryEncoding"]
 _CHUNK_WORDS = 1 << 22  # random words drawn per call (32 MiB)
 _COUNT_WORDS = 1 << 19  # report words counted per block (4 MiB; measured best)
 _FOLD = 15  # rows folded into 4 bit planes by carry-save adders
+_UNPACK_BELOW = 2048  # fewer rows than this: unpack and sum instead (faster there)
 
 _M55 = np.uint64(0x5555_5555_5555_5555)
 _M33 = np.uint64(0x3333_3333_3333_3333)
@@ -50,6 +51,12 @@ def column_bit_counts(packed: npt.NDArray[np.uint8], k: int) -> IntArray:
        addition"), 2009.
     """
     n, n_bytes = packed.shape
+    if n < _UNPACK_BELOW:
+        # Too few rows to fill one carry-save group: padding would cost more than
+        # unpacking (measured: 1,250 rows of 677 bits, 0.96 ms unpacked vs 2.1 ms).
+        unpacked = np.unpackbits(packed, axis=1, count=k)
+        counts: IntArray = unpacked.sum(axis=0, dtype=np.int64)
+        return counts
     n_words = (n_bytes + 7) // 8
     totals = np.zeros((8, 8 * n_words), dtype=np.int64)  # [bit of byte (LSB = 0), byte]
     group = _FOLD * 255  # rows: _FOLD per carry-save step, then 255s per plane

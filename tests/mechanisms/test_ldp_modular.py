@@ -241,7 +241,7 @@ def test_closed_forms_equal_brute_force(
     )
 
 
-def test_lsmr_decoder_equals_the_dense_linear_estimator() -> None:
+def test_decoder_equals_the_dense_linear_estimator() -> None:
     oracle = ModularSubsetSelection(k=60, epsilon=1.5)
     rng = simulation_generator(5)
     reports = oracle.randomize(rng.integers(0, 60, size=3_000), rng=rng)
@@ -257,6 +257,19 @@ def test_lsmr_decoder_equals_the_dense_linear_estimator() -> None:
     w = np.concatenate(rows)
     expected = np.linalg.solve(a.T @ (w[:, None] * a), a.T @ (w * np.concatenate(rhs)))
     np.testing.assert_allclose(oracle.estimate(reports), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("k", "epsilon", "damping"), [(1024, 1.0, 0.0), (5000, 3.0, 50.0)])
+def test_conjugate_gradient_decoder_equals_lsmr(k: int, epsilon: float, damping: float) -> None:
+    """The default decoder (CG on the Toeplitz normal equations) and LSMR on the stacked
+    design solve the same least-squares problem, with and without damping."""
+    oracle = ModularSubsetSelection(k=k, epsilon=epsilon, damping=damping)
+    rng = simulation_generator(k)
+    reports = oracle.randomize(np.minimum(rng.zipf(1.5, 20_000) - 1, k - 1), rng=rng)
+    statistics = oracle.statistics(reports)
+    by_cg = oracle._solve(statistics, 20_000)
+    by_lsmr = oracle._solve(statistics, 20_000, solver="lsmr")
+    np.testing.assert_allclose(by_cg, by_lsmr, rtol=0, atol=1e-10 * np.abs(by_lsmr).max())
 
 
 @pytest.mark.parametrize("epsilon", [2.0, 5.0])
