@@ -36,6 +36,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "missing_dependency": 501,
     "bad_configuration": 500,
     "did_not_converge": 422,
+    "endpoint_failed": 502,
     "job_cancelled": 409,
     "work_unit_failed": 500,
 }

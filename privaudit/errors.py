@@ -24,6 +24,7 @@ Hierarchy (stable code in brackets; each class's docstring says when it is raise
     ├── MissingDependencyError(ImportError) [missing_dependency]
     ├── ConfigurationError                  [bad_configuration]
     ├── ConvergenceError                    [did_not_converge]
+    ├── EndpointError                       [endpoint_failed]
     ├── JobCancelledError                   [job_cancelled]
     └── WorkUnitError                       [work_unit_failed]
 
@@ -50,6 +51,7 @@ __all__ = [
     "ConflictError",
     "ConvergenceError",
     "DataError",
+    "EndpointError",
     "JobCancelledError",
     "LimitExceededError",
     "MissingDependencyError",
@@ -152,7 +154,9 @@ class AuthenticationError(PrivauditError):
 
 
 class PermissionDeniedError(PrivauditError):
-    """The credentials are valid but lack the scope the operation needs."""
+    """The credentials are valid but lack the scope the operation needs, or the
+    operator's policy forbids the operation (a prediction endpoint on a private
+    address or on a host that is not on the allow-list)."""
 
     code = "permission_denied"
     title = "Permission denied"
@@ -177,6 +181,14 @@ class ConvergenceError(PrivauditError):
 
     code = "did_not_converge"
     title = "Did not converge"
+
+
+class EndpointError(PrivauditError):
+    """A model's prediction endpoint failed: it could not be reached, answered with an
+    error status or a redirect, or its answer did not follow the documented schema."""
+
+    code = "endpoint_failed"
+    title = "Prediction endpoint failed"
 
 
 class JobCancelledError(PrivauditError):

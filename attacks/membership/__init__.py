@@ -31,9 +31,20 @@ Reference models are trained from a *recipe* (:class:`SklearnRecipe`,
 work units: a :class:`ReferenceTrainingPlan` fixes seed, models, data and recipe, and
 :func:`run_reference_training` trains the units not yet done in a working directory on
 an executor (:mod:`privaudit.executor`).
+
+Your own model and data: :func:`load_dataset` reads the audited examples, their
+labels and the target's membership from ``.npz``, CSV or Parquet; the model is queried
+through an oracle of :mod:`privaudit.attacks.oracles` (skops, safetensors with an
+architecture from :data:`architectures`, ONNX, or an HTTP endpoint).
 """
 
+from privaudit.attacks.membership._architectures import (
+    architecture_defaults,
+    architectures,
+    build_architecture,
+)
 from privaudit.attacks.membership._base import MembershipAttack
+from privaudit.attacks.membership._datasets import AuditDataset, load_dataset
 from privaudit.attacks.membership._digits_demo import (
     DEMO_ATTACKS,
     DIGITS_RECIPE,
@@ -58,7 +69,6 @@ from privaudit.attacks.membership._recipes import (
     SklearnRecipe,
     TorchRecipe,
     TrainingRecipe,
-    architectures,
     recipe_from_config,
     sklearn_estimators,
     trainers,
@@ -88,6 +98,7 @@ __all__ = [
     "DEMO_ATTACKS",
     "DIGITS_RECIPE",
     "RMIA",
+    "AuditDataset",
     "DigitsDemoResult",
     "LiRA",
     "LossAttack",
@@ -101,11 +112,14 @@ __all__ = [
     "TorchRecipe",
     "TprAtFpr",
     "TrainingRecipe",
+    "architecture_defaults",
     "architectures",
+    "build_architecture",
     "build_membership_report",
     "dataset_fingerprint",
     "digits_forest",
     "digits_keep_matrix",
+    "load_dataset",
     "logit_confidence",
     "logit_confidence_from_logits",
     "logit_confidence_from_loss",

@@ -34,12 +34,13 @@ import inspect
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from privaudit.attacks.membership._architectures import _positive_ints, _torch, architectures
 from privaudit.errors import DataError, MissingDependencyError, ParameterError
 from privaudit.registry import Registry
 
@@ -47,7 +48,6 @@ __all__ = [
     "SklearnRecipe",
     "TorchRecipe",
     "TrainingRecipe",
-    "architectures",
     "recipe_from_config",
     "sklearn_estimators",
     "trainers",
@@ -108,8 +108,6 @@ trainers: Registry[type[Any]] = Registry("trainer")
 sklearn_estimators: Registry[str] = Registry("scikit-learn estimator")
 """The scikit-learn classifiers a :class:`SklearnRecipe` may use, as ``module:Class``."""
 
-architectures: Registry[Callable[..., Any]] = Registry("architecture")
-"""Torch architectures by name: ``builder(input_shape, n_classes, **config) -> nn.Module``."""
 
 for _name, _path in {
     "random_forest": "sklearn.ensemble:RandomForestClassifier",
@@ -321,74 +319,6 @@ class SklearnRecipe:
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(features[members], labels[members])
         return _predicted_columns(model.predict_proba(features), model.classes_, n_classes)
-
-
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as error:
-        raise MissingDependencyError(
-            "the torch trainer needs PyTorch; run: pip install 'privaudit[torch]'"
-        ) from error
-    return torch
-
-
-def _positive_ints(name: str, value: Any) -> tuple[int, ...]:
-    items = value if isinstance(value, tuple | list) else (value,)
-    if not items or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
-        raise ParameterError(f"{name} must be positive ints; got {value!r}", parameter=name)
-    return tuple(int(v) for v in items)
-
-
-@architectures.register("mlp")
-def mlp(
-    input_shape: tuple[int, ...], n_classes: int, *, hidden: Any = (128,), dropout: float = 0.0
-) -> Any:
-    """A fully connected network: flatten, ``hidden`` ReLU layers (with dropout), logits."""
-    widths = _positive_ints("hidden", hidden)
-    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-        raise ParameterError(f"dropout must be in [0, 1); got {dropout!r}", parameter="dropout")
-    nn = _torch().nn
-    layers: list[Any] = [nn.Flatten()]
-    width = math.prod(input_shape)
-    for size in widths:
-        layers += [nn.Linear(width, size), nn.ReLU()]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        width = size
-    layers.append(nn.Linear(width, n_classes))
-    return nn.Sequential(*layers)
-
-
-@architectures.register("small_cnn")
-def small_cnn(
-    input_shape: tuple[int, ...], n_classes: int, *, channels: Any = (16, 32), hidden: int = 64
-) -> Any:
-    """Conv 3x3 + ReLU (+ 2x2 max-pool while the image is at least 4 wide) per entry of
-    ``channels``, then a ``hidden``-unit ReLU layer and the logits."""
-    widths = _positive_ints("channels", channels)
-    (hidden_units,) = _positive_ints("hidden", hidden)
-    if len(input_shape) != 3:
-        raise ParameterError(
-            f"small_cnn needs input_shape (channels, height, width); got {input_shape}",
-            parameter="input_shape",
-        )
-    nn = _torch().nn
-    depth, height, width = input_shape
-    layers: list[Any] = []
-    for size in widths:
-        layers += [nn.Conv2d(depth, size, kernel_size=3, padding=1), nn.ReLU()]
-        if min(height, width) >= 4:
-            layers.append(nn.MaxPool2d(2))
-            height, width = height // 2, width // 2
-        depth = size
-    layers += [
-        nn.Flatten(),
-        nn.Linear(depth * height * width, hidden_units),
-        nn.ReLU(),
-        nn.Linear(hidden_units, n_classes),
-    ]
-    return nn.Sequential(*layers)
 
 
 def warm_up_torch() -> None:

@@ -22,6 +22,7 @@ STABLE_CODES = {
     "MissingDependencyError": "missing_dependency",
     "ConfigurationError": "bad_configuration",
     "ConvergenceError": "did_not_converge",
+    "EndpointError": "endpoint_failed",
     "JobCancelledError": "job_cancelled",
     "WorkUnitError": "work_unit_failed",
 }
