@@ -17,7 +17,7 @@ from privaudit.api.deps import AuthCache
 from privaudit.api.jobs._process import load_job_modules
 from privaudit.api.jobs.batching import SubmissionWriter
 from privaudit.api.middleware import BodySizeLimitMiddleware
-from privaudit.api.routes import estimates, jobs, ldp, system
+from privaudit.api.routes import audits, estimates, jobs, ldp, system
 from privaudit.api.settings import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -85,5 +85,6 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(jobs.router)
     app.include_router(ldp.router)
     app.include_router(estimates.router)
+    app.include_router(audits.router)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

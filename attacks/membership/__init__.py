@@ -25,9 +25,32 @@ balanced accuracy and advantage, each with its member and non-member counts.
 (``privaudit.reports``), with an empirical ε whose threshold is chosen honestly.
 :func:`run_digits_demo` audits a random forest on scikit-learn's digits end to end;
 ``privaudit audit --demo`` runs it from the command line.
+
+An audit can also be described as data: :class:`AuditConfig` (strict, versioned; read
+from YAML with :func:`load_audit_config`) names the inputs (precomputed signals, or
+models trained here with a recipe), the attacks, K, the seed, ε and the gates;
+:func:`run_audit` runs it in stages, keeping trained models as resumable work units.
+``privaudit audit --config audit.yaml`` and the service's ``POST /v1/audits`` both use
+them.
 """
 
+from privaudit.attacks.membership._artifacts import read_npz, sniff_format
+from privaudit.attacks.membership._audit import (
+    STAGES,
+    AuditInputs,
+    AuditOutcome,
+    check_audit_artifacts,
+    run_audit,
+)
 from privaudit.attacks.membership._base import MembershipAttack
+from privaudit.attacks.membership._config import (
+    CONFIG_VERSION,
+    AttackSpec,
+    AuditConfig,
+    build_attack,
+    load_audit_config,
+    parse_audit_config,
+)
 from privaudit.attacks.membership._digits_demo import (
     DEMO_ATTACKS,
     DigitsDemoResult,
@@ -59,9 +82,15 @@ from privaudit.attacks.membership._signals import (
 
 __all__ = [
     "BLACK_BOX_THREAT_MODEL",
+    "CONFIG_VERSION",
     "DEFAULT_FPR_LIMITS",
     "DEMO_ATTACKS",
     "RMIA",
+    "STAGES",
+    "AttackSpec",
+    "AuditConfig",
+    "AuditInputs",
+    "AuditOutcome",
     "DigitsDemoResult",
     "LiRA",
     "LossAttack",
@@ -70,16 +99,23 @@ __all__ = [
     "RocCurve",
     "ShadowModelAttack",
     "TprAtFpr",
+    "build_attack",
     "build_membership_report",
+    "check_audit_artifacts",
     "digits_forest",
     "digits_keep_matrix",
+    "load_audit_config",
     "logit_confidence",
     "logit_confidence_from_logits",
     "logit_confidence_from_loss",
     "membership_metrics",
+    "parse_audit_config",
+    "read_npz",
     "roc_auc",
     "roc_curve",
+    "run_audit",
     "run_digits_demo",
+    "sniff_format",
     "train_digits_unit",
     "true_label_probability",
 ]

@@ -72,7 +72,7 @@ def test_a_failing_gate_exits_1(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["audit", "--config", "audit.yaml"], "--config is not available yet"),
+        (["audit", "--config", "audit.yaml"], "cannot read the audit config"),
         (["audit"], "say what to audit: --demo"),
         (["audit", "--demo", "--max-tpr-at-fpr", "5%=0.1"], "TPRs at FPR 10%, 1%, 0.1%, 0%"),
         (["audit", "--demo", "--max-tpr-at-fpr", "0.1"], "takes FPR=LIMIT"),

@@ -1,0 +1,618 @@
+"""Run an audit config end to end: inputs, models, signals, attacks, ε, report.
+
+:func:`run_audit` is what ``privaudit audit --config`` and the service's
+``audit.membership`` job both call. It moves through named stages, reporting each
+with ``on_progress(stage, done, total)``:
+
+1. ``load inputs``: read and check the artifacts (or the built-in data set);
+2. ``train models``: mode ``train`` only: the target (model 0) and the K reference
+   models, one resumable work unit each (see below);
+3. ``compute signals``: the logit-scaled confidence of every model on every example;
+4. ``run attacks``: one unit per attack;
+5. ``estimate epsilon``: metrics and the empirical ε of every attack, in the report;
+6. ``render report``: the report files, when an output directory is given.
+
+**Resuming.** With a ``work_dir``, model ``i`` is a unit that writes
+``units/unit-0000i.npy`` (its class probabilities on every example) and then a done
+marker ``units/unit-0000i.done`` (JSON: the plan's fingerprint and the output's
+SHA-256). A later run with the same config and ``work_dir`` trusts a unit only when
+its marker names the same plan and its file matches the checksum, and skips it; the
+counts of trained and skipped units are in the :class:`AuditOutcome` and the report's
+notes. Model ``i`` is a pure function of the seed and ``i`` (LiRA's keep matrix and
+``SeedSequence([seed, 1, i])``, as :func:`run_digits_demo`), so a resumed audit
+reports exactly the figures of an uninterrupted one.
+
+:func:`check_audit_artifacts` runs stage 1 alone: the service calls it before it
+queues a job, so a bad upload is refused at once (422/415) rather than failing later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from privaudit.attacks.membership._artifacts import DEFAULT_MAX_ARRAY_BYTES, read_npz
+from privaudit.attacks.membership._base import MembershipAttack
+from privaudit.attacks.membership._config import (
+    AuditConfig,
+    RecipeConfig,
+    SignalsInputs,
+    TrainInputs,
+    build_attack,
+)
+from privaudit.attacks.membership._digits_demo import _digits, digits_keep_matrix
+from privaudit.attacks.membership._inputs import check_audit_inputs
+from privaudit.attacks.membership._report import build_membership_report
+from privaudit.attacks.membership._rmia import RMIA
+from privaudit.attacks.membership._shadow import ShadowModelAttack
+from privaudit.attacks.membership._signals import DEFAULT_FLOOR, logit_confidence
+from privaudit.errors import DataError, ParameterError
+from privaudit.progress import StageCallback
+from privaudit.randomness import simulation_generator
+from privaudit.reports import Artifact, AuditReport, write_report
+
+__all__ = [
+    "STAGES",
+    "AuditInputs",
+    "AuditOutcome",
+    "check_audit_artifacts",
+    "run_audit",
+]
+
+STAGE_LOAD = "load inputs"
+STAGE_TRAIN = "train models"
+STAGE_SIGNALS = "compute signals"
+STAGE_ATTACKS = "run attacks"
+STAGE_EPSILON = "estimate epsilon"
+STAGE_REPORT = "render report"
+STAGES = (STAGE_LOAD, STAGE_TRAIN, STAGE_SIGNALS, STAGE_ATTACKS, STAGE_EPSILON, STAGE_REPORT)
+"""Every stage an audit reports, in order (mode signals skips the two model stages)."""
+
+PLAN_FORMAT = "privaudit.audit-units/1"
+MARKER_FORMAT = "privaudit.audit-unit/1"
+_MARKER_MAX_BYTES = 64 * 1024
+UNITS_DIR = "units"
+
+
+@dataclass(frozen=True)
+class AuditInputs:
+    """Checked inputs of an audit (stage 1).
+
+    Attributes
+    ----------
+    n_reference, n_examples, n_queries
+        K, n and A.
+    labels
+        ``(n,)`` classes, or ``None`` (mode signals without labels).
+    signals, keep
+        ``(K + 1, n, A)`` and ``(K + 1, n)``; mode train: ``None`` and the keep
+        matrix the models will be trained with.
+    features
+        Mode train: the data set's features ``(n, d)``.
+    artifacts
+        The inputs with their SHA-256, for the report.
+    """
+
+    n_reference: int
+    n_examples: int
+    n_queries: int
+    labels: np.ndarray | None
+    keep: np.ndarray
+    signals: np.ndarray | None = None
+    features: np.ndarray | None = field(default=None, repr=False)
+    artifacts: tuple[Artifact, ...] = ()
+
+    def summary(self) -> dict[str, int]:
+        """``{"reference_models": K, "examples": n, "queries": A}``."""
+        return {
+            "reference_models": self.n_reference,
+            "examples": self.n_examples,
+            "queries": self.n_queries,
+        }
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    """What :func:`run_audit` did.
+
+    Attributes
+    ----------
+    report
+        The audit report.
+    n_models
+        Models the audit trains (target and references; 0 in mode signals).
+    trained, skipped
+        Units this run trained, and units it found finished by an earlier run.
+    seconds
+        Wall seconds per stage of this run.
+    files
+        Format → path of each report file written.
+    """
+
+    report: AuditReport
+    n_models: int
+    trained: int
+    skipped: int
+    seconds: dict[str, float]
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (what the service stores as the job's result)."""
+        report = self.report
+        return {
+            "verdict": report.verdict.status,
+            "models": {"total": self.n_models, "trained": self.trained, "skipped": self.skipped},
+            "seconds": dict(self.seconds),
+            "epsilon": None if report.epsilon is None else report.epsilon.model_dump(mode="json"),
+            "attacks": {
+                attack.name: {
+                    "auc": attack.metrics.auc,
+                    "advantage": attack.metrics.advantage,
+                    "tpr_at_fpr": {
+                        f"{entry.fpr_limit:g}": entry.tpr for entry in attack.metrics.tpr_at_fpr
+                    },
+                }
+                for attack in report.attacks
+            },
+            "files": sorted(self.files),
+        }
+
+
+def _nothing(stage: str, done: int, total: int | None) -> None:
+    return None
+
+
+def check_audit_artifacts(
+    config: AuditConfig,
+    artifacts: Mapping[str, Path],
+    *,
+    max_array_bytes: int = DEFAULT_MAX_ARRAY_BYTES,
+    max_examples: int | None = None,
+) -> AuditInputs:
+    """Read and check the config's inputs (stage 1 of :func:`run_audit`).
+
+    Parameters
+    ----------
+    config
+        The audit.
+    artifacts
+        Artifact name → file, for every name in :meth:`AuditConfig.artifact_names`.
+    max_array_bytes
+        Bound on the bytes of one artifact's arrays once loaded.
+    max_examples
+        Bound on n (``None``: none).
+
+    Raises
+    ------
+    DataError
+        If an artifact is missing, extra, malformed, or disagrees with the config
+        (shapes, K, labels an attack needs, too few reference models for an attack).
+    UnsupportedFormatError
+        If an artifact is not an ``.npz`` (pickle is always refused).
+    LimitExceededError
+        If an artifact or n exceeds a bound.
+    """
+    names = config.artifact_names()
+    missing = [name for name in names if name not in artifacts]
+    extra = sorted(set(artifacts) - set(names))
+    if missing or extra:
+        raise DataError(
+            f"the config reads the artifacts {names}; "
+            + (f"missing {missing}" if missing else "")
+            + ("; " if missing and extra else "")
+            + (f"not named by the config: {extra}" if extra else ""),
+            missing=missing,
+            unexpected=extra,
+        )
+    if isinstance(config.inputs, SignalsInputs):
+        inputs = _signals_inputs(config, config.inputs, artifacts, max_array_bytes)
+    else:
+        inputs = _train_inputs(config, config.inputs)
+    if max_examples is not None and inputs.n_examples > max_examples:
+        from privaudit.errors import LimitExceededError
+
+        raise LimitExceededError(
+            f"the audit has {inputs.n_examples} examples; the limit is {max_examples}",
+            limit=max_examples,
+        )
+    _check_attacks_fit(config, inputs)
+    return inputs
+
+
+def _signals_inputs(
+    config: AuditConfig,
+    spec: SignalsInputs,
+    artifacts: Mapping[str, Path],
+    max_array_bytes: int,
+) -> AuditInputs:
+    path = artifacts[spec.signals]
+    arrays = read_npz(
+        path,
+        required=("signals", "keep"),
+        optional=("labels",),
+        max_array_bytes=max_array_bytes,
+        name=f"artifact {spec.signals!r}",
+    )
+    try:
+        checked = check_audit_inputs(
+            arrays["signals"], arrays["keep"], arrays.get("labels"), min_reference=1
+        )
+    except DataError as error:
+        raise DataError(f"artifact {spec.signals!r}: {error.message}", **error.details) from None
+    k = checked.n_reference
+    if config.reference_models is not None and config.reference_models != k:
+        raise DataError(
+            f"the config says reference_models: {config.reference_models}, but "
+            f"{spec.signals!r} holds signals of {k} reference models (rows 1..{k}; row 0 is "
+            "the target); fix reference_models or leave it out",
+            reference_models=config.reference_models,
+            found=k,
+        )
+    return AuditInputs(
+        n_reference=k,
+        n_examples=checked.n_examples,
+        n_queries=int(checked.signals.shape[2]),
+        labels=checked.labels,
+        keep=checked.keep,
+        signals=checked.signals,
+        artifacts=(
+            Artifact.from_file(
+                path,
+                name=spec.signals,
+                description="signals (K + 1, n[, A]), keep (K + 1, n)"
+                + (", labels (n,)" if checked.labels is not None else ""),
+            ),
+        ),
+    )
+
+
+def _train_inputs(config: AuditConfig, spec: TrainInputs) -> AuditInputs:
+    features, labels = _digits()
+    k = config.n_reference
+    assert k is not None  # mode train always has K
+    keep = digits_keep_matrix(n_models=k + 1, n_examples=labels.size, seed=config.seed)
+    return AuditInputs(
+        n_reference=k,
+        n_examples=int(labels.size),
+        n_queries=1,
+        labels=labels,
+        keep=keep,
+        features=features,
+        artifacts=(
+            Artifact.from_array("digits features", features, description="float64 (n, 64)"),
+            Artifact.from_array("digits labels", labels, description="int64 (n,)"),
+            Artifact.from_array(
+                "keep matrix", keep, description="bool (K + 1, n); row 0: the target"
+            ),
+        ),
+    )
+
+
+def _check_attacks_fit(config: AuditConfig, inputs: AuditInputs) -> None:
+    for spec in config.attacks:
+        attack = build_attack(spec.attack, spec.params, seed=config.seed)
+        needed = attack.min_reference
+        if isinstance(attack, RMIA):
+            needed = attack.min_reference_for_fit
+        if inputs.n_reference < needed:
+            raise DataError(
+                f"attack {spec.display_name!r} needs at least {needed} reference models; the "
+                f"inputs have {inputs.n_reference}",
+                attack=spec.display_name,
+            )
+        if isinstance(attack, ShadowModelAttack) and inputs.labels is None:
+            raise DataError(
+                f"attack {spec.display_name!r} (shadow) trains one classifier per class: the "
+                "signals artifact must hold labels (n,)",
+                attack=spec.display_name,
+            )
+
+
+def run_audit(
+    config: AuditConfig,
+    *,
+    artifacts: Mapping[str, Path] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    on_progress: StageCallback | None = None,
+    max_array_bytes: int = DEFAULT_MAX_ARRAY_BYTES,
+    formats: Sequence[str] | None = None,
+) -> AuditOutcome:
+    """Run the audit ``config`` and build its report.
+
+    Parameters
+    ----------
+    config
+        The audit (:func:`parse_audit_config`, :func:`load_audit_config`).
+    artifacts
+        Artifact name → file, for every name the config reads.
+    work_dir
+        Where trained models are kept as resumable units; run again with the same
+        ``work_dir`` to skip finished ones. ``None``: nothing is kept.
+    out_dir
+        Where to write the report (``report.json``, ...).
+    on_progress
+        ``callback(stage, done, total)`` (see :data:`STAGES`).
+    max_array_bytes
+        Bound on the bytes of one artifact's arrays once loaded.
+    formats
+        The formats written to ``out_dir`` (default: the config's ``report.formats``).
+
+    Returns
+    -------
+    AuditOutcome
+        The report, the counts of trained and skipped units, the stage timings and the
+        files written.
+    """
+    progress = on_progress or _nothing
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    progress(STAGE_LOAD, 0, 1)
+    inputs = check_audit_artifacts(config, artifacts or {}, max_array_bytes=max_array_bytes)
+    seconds[STAGE_LOAD] = time.perf_counter() - started
+    progress(STAGE_LOAD, 1, 1)
+
+    trained = skipped = n_models = 0
+    probabilities: np.ndarray | None = None
+    signals = inputs.signals
+    description = ""
+    if isinstance(config.inputs, TrainInputs):
+        begun = time.perf_counter()
+        n_models = inputs.n_reference + 1
+        probabilities, trained, skipped = _train_models(
+            config, config.inputs.recipe, inputs, work_dir, progress
+        )
+        seconds[STAGE_TRAIN] = time.perf_counter() - begun
+        begun = time.perf_counter()
+        progress(STAGE_SIGNALS, 0, 1)
+        assert inputs.labels is not None
+        floor = 0.5 / config.inputs.recipe.n_estimators  # half a tree's vote (the demo's floor)
+        signals = logit_confidence(probabilities, inputs.labels, floor=max(floor, DEFAULT_FLOOR))
+        seconds[STAGE_SIGNALS] = time.perf_counter() - begun
+        progress(STAGE_SIGNALS, 1, 1)
+        description = _train_description(config, config.inputs, inputs)
+    else:
+        description = _signals_description(config.inputs, inputs)
+    assert signals is not None
+
+    fitted: dict[str, MembershipAttack] = {}
+    attack_seconds: dict[str, float] = {}
+    progress(STAGE_ATTACKS, 0, len(config.attacks))
+    for done, spec in enumerate(config.attacks, start=1):
+        begun = time.perf_counter()
+        attack = build_attack(spec.attack, spec.params, seed=config.seed)
+        if isinstance(attack, ShadowModelAttack) and probabilities is not None:
+            attack.fit(signals, inputs.keep, inputs.labels, features=probabilities)
+        else:
+            attack.fit(signals, inputs.keep, inputs.labels)
+        fitted[spec.display_name] = attack
+        attack_seconds[spec.display_name] = time.perf_counter() - begun
+        progress(STAGE_ATTACKS, done, len(config.attacks))
+    seconds[STAGE_ATTACKS] = sum(attack_seconds.values())
+
+    begun = time.perf_counter()
+    progress(STAGE_EPSILON, 0, 1)
+    notes = []
+    if n_models:
+        notes.append(
+            f"Models: {n_models} (the target and {inputs.n_reference} reference models); "
+            f"{trained} trained in this run, {skipped} reused from an earlier run of the same "
+            "audit (finished work units)."
+        )
+    timings = {"load": seconds[STAGE_LOAD]}
+    if STAGE_TRAIN in seconds:
+        timings["train"] = seconds[STAGE_TRAIN]
+        timings["signals"] = seconds[STAGE_SIGNALS]
+    timings["total"] = time.perf_counter() - started
+    report = build_membership_report(
+        fitted,
+        inputs.keep[0],
+        title=config.report.title or _default_title(config),
+        description=description,
+        artifacts=list(inputs.artifacts),
+        config=config.model_dump(mode="json"),
+        gates=config.gates.to_gates(),
+        estimate_epsilon=config.epsilon.estimate,
+        delta=config.epsilon.delta,
+        alpha=config.epsilon.alpha,
+        threshold_selection=config.epsilon.threshold_selection,
+        thresholds=config.epsilon.thresholds,
+        seconds=attack_seconds,
+        timings=timings,
+        notes=notes,
+        rng=simulation_generator(np.random.SeedSequence([config.seed, 2])),
+    )
+    seconds[STAGE_EPSILON] = time.perf_counter() - begun
+    progress(STAGE_EPSILON, 1, 1)
+
+    files: dict[str, Path] = {}
+    if out_dir is not None:
+        begun = time.perf_counter()
+        chosen = list(config.report.formats if formats is None else formats)
+        progress(STAGE_REPORT, 0, len(chosen))
+        files = write_report(report, Path(out_dir), formats=chosen)
+        seconds[STAGE_REPORT] = time.perf_counter() - begun
+        progress(STAGE_REPORT, len(chosen), len(chosen))
+    return AuditOutcome(
+        report=report,
+        n_models=n_models,
+        trained=trained,
+        skipped=skipped,
+        seconds=seconds,
+        files=files,
+    )
+
+
+def _default_title(config: AuditConfig) -> str:
+    if isinstance(config.inputs, TrainInputs):
+        return "Membership-inference audit: random forest on scikit-learn digits"
+    return "Membership-inference audit"
+
+
+def _train_description(config: AuditConfig, spec: TrainInputs, inputs: AuditInputs) -> str:
+    return (
+        f"A random forest ({spec.recipe.n_estimators} trees) trained on a random half of "
+        f"scikit-learn's bundled digits ({inputs.n_examples} images, 10 classes); "
+        f"{inputs.n_reference} reference forests trained the same way on other halves "
+        f"(LiRA's keep matrix, drawn from seed {config.seed})."
+    )
+
+
+def _signals_description(spec: SignalsInputs, inputs: AuditInputs) -> str:
+    queries = f", {inputs.n_queries} queries each" if inputs.n_queries > 1 else ""
+    return (
+        f"Precomputed signals of a target model (row 0) and {inputs.n_reference} reference "
+        f"models on {inputs.n_examples} examples{queries}, from the artifact {spec.signals!r}."
+    )
+
+
+# --- models as resumable work units ----------------------------------------------------
+
+
+def _plan(config: AuditConfig, recipe: RecipeConfig, inputs: AuditInputs) -> dict[str, Any]:
+    assert inputs.features is not None and inputs.labels is not None
+    digest = hashlib.sha256()
+    digest.update(f"{inputs.features.shape}{inputs.labels.shape}".encode())
+    digest.update(np.ascontiguousarray(inputs.features, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(inputs.labels, dtype=np.int64).tobytes())
+    return {
+        "format": PLAN_FORMAT,
+        "seed": config.seed,
+        "n_models": inputs.n_reference + 1,
+        "dataset": digest.hexdigest(),
+        "keep": "lira-rank/1",
+        "recipe": recipe.model_dump(mode="json"),
+    }
+
+
+def _fingerprint(plan: Mapping[str, Any]) -> str:
+    text = json.dumps(plan, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _unit_paths(directory: Path, index: int) -> tuple[Path, Path]:
+    return directory / f"unit-{index:05d}.npy", directory / f"unit-{index:05d}.done"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _load_unit(directory: Path, fingerprint: str, index: int, shape: tuple[int, ...]) -> Any:
+    """Unit ``index``'s probabilities if its marker is valid for this plan, else ``None``."""
+    output, marker_path = _unit_paths(directory, index)
+    try:
+        if marker_path.stat().st_size > _MARKER_MAX_BYTES:
+            return None
+        marker = json.loads(marker_path.read_text(encoding="utf-8"))
+        data = output.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(marker, dict)
+        or marker.get("format") != MARKER_FORMAT
+        or marker.get("plan") != fingerprint
+        or marker.get("index") != index
+        or marker.get("sha256") != hashlib.sha256(data).hexdigest()
+    ):
+        return None
+    try:
+        values = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return values if isinstance(values, np.ndarray) and values.shape == shape else None
+
+
+def _fit_predict(recipe: RecipeConfig, inputs: AuditInputs, seed: int, index: int) -> np.ndarray:
+    """Model ``index``: the recipe's forest on its half of the data; probabilities (n, C)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    assert inputs.features is not None and inputs.labels is not None
+    members = inputs.keep[index]
+    model_seed = int(np.random.SeedSequence([seed, 1, index]).generate_state(1)[0])
+    params = {"n_estimators": 100, **recipe.params}
+    forest = RandomForestClassifier(**params, random_state=model_seed, n_jobs=1)
+    forest.fit(inputs.features[members], inputs.labels[members])
+    n_classes = int(inputs.labels.max()) + 1
+    probabilities = np.zeros((inputs.n_examples, n_classes))
+    probabilities[:, forest.classes_] = forest.predict_proba(inputs.features)
+    return probabilities
+
+
+def _train_models(
+    config: AuditConfig,
+    recipe: RecipeConfig,
+    inputs: AuditInputs,
+    work_dir: str | os.PathLike[str] | None,
+    progress: StageCallback,
+) -> tuple[np.ndarray, int, int]:
+    """Every model's probabilities ``(K + 1, n, C)``, and the units trained and skipped."""
+    assert inputs.labels is not None
+    n_models = inputs.n_reference + 1
+    shape = (inputs.n_examples, int(inputs.labels.max()) + 1)
+    plan = _plan(config, recipe, inputs)
+    fingerprint = _fingerprint(plan)
+    directory: Path | None = None
+    outputs: dict[int, np.ndarray] = {}
+    if work_dir is not None:
+        directory = Path(work_dir) / UNITS_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        description = {"fingerprint": fingerprint, **plan}
+        _write_atomically(directory / "plan.json", json.dumps(description, indent=1).encode())
+        for index in range(n_models):
+            found = _load_unit(directory, fingerprint, index, shape)
+            if found is not None:
+                outputs[index] = found
+    skipped = len(outputs)
+    progress(STAGE_TRAIN, skipped, n_models)
+    trained = 0
+    for index in range(n_models):
+        if index in outputs:
+            continue
+        began = time.perf_counter()
+        probabilities = _fit_predict(recipe, inputs, config.seed, index)
+        if directory is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, probabilities, allow_pickle=False)
+            data = buffer.getvalue()
+            output, marker = _unit_paths(directory, index)
+            _write_atomically(output, data)
+            _write_atomically(
+                marker,
+                json.dumps(
+                    {
+                        "format": MARKER_FORMAT,
+                        "plan": fingerprint,
+                        "index": index,
+                        "file": output.name,
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                        "seconds": time.perf_counter() - began,
+                        "pid": os.getpid(),
+                    }
+                ).encode(),
+            )
+        outputs[index] = probabilities
+        trained += 1
+        progress(STAGE_TRAIN, skipped + trained, n_models)
+    if len(outputs) != n_models:  # pragma: no cover - every index is filled above
+        raise ParameterError("internal: a model's outputs are missing")
+    return np.stack([outputs[index] for index in range(n_models)]), trained, skipped
