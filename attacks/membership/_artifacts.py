@@ -122,14 +122,7 @@ def read_npz(
             unexpected = sorted(set(arrays) - set(required) - set(optional))
             if missing or unexpected:
                 allowed = ", ".join([*required, *(f"{key} (optional)" for key in optional)])
-                raise DataError(
-                    f"{label} must hold the arrays {allowed}; "
-                    + (f"missing {missing}" if missing else "")
-                    + ("; " if missing and unexpected else "")
-                    + (f"unexpected {unexpected}" if unexpected else ""),
-                    missing=missing,
-                    unexpected=unexpected,
-                )
+                raise names_error(f"{label} must hold the arrays {allowed}", missing, unexpected)
             total = 0
             for key, member in arrays.items():
                 with archive.open(member) as stream:
@@ -148,6 +141,18 @@ def read_npz(
             return {key: np.asarray(loaded[key]) for key in arrays}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise DataError(f"{label}: an array cannot be read: {error}") from None
+
+
+def names_error(
+    lead: str, missing: list[str], unexpected: list[str], *, unexpected_label: str = "unexpected"
+) -> DataError:
+    """``DataError("LEAD; missing [...]; unexpected [...]")`` with both lists as details."""
+    parts = []
+    if missing:
+        parts.append(f"missing {missing}")
+    if unexpected:
+        parts.append(f"{unexpected_label} {unexpected}")
+    return DataError(f"{lead}; {'; '.join(parts)}", missing=missing, unexpected=unexpected)
 
 
 def _array_name(label: str, filename: str) -> str:

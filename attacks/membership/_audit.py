@@ -41,7 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from privaudit.attacks.membership._artifacts import DEFAULT_MAX_ARRAY_BYTES, read_npz
+from privaudit.attacks.membership._artifacts import (
+    DEFAULT_MAX_ARRAY_BYTES,
+    names_error,
+    read_npz,
+)
 from privaudit.attacks.membership._base import MembershipAttack
 from privaudit.attacks.membership._config import (
     AuditConfig,
@@ -206,13 +210,11 @@ def check_audit_artifacts(
     missing = [name for name in names if name not in artifacts]
     extra = sorted(set(artifacts) - set(names))
     if missing or extra:
-        raise DataError(
-            f"the config reads the artifacts {names}; "
-            + (f"missing {missing}" if missing else "")
-            + ("; " if missing and extra else "")
-            + (f"not named by the config: {extra}" if extra else ""),
-            missing=missing,
-            unexpected=extra,
+        raise names_error(
+            f"the config reads the artifacts {names}",
+            missing,
+            extra,
+            unexpected_label="not named by the config:",
         )
     if isinstance(config.inputs, SignalsInputs):
         inputs = _signals_inputs(config, config.inputs, artifacts, max_array_bytes)
