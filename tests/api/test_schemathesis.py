@@ -23,8 +23,9 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 #   k, a prime q, pairwise coprime moduli);
 # - an epsilon estimate takes counts or scores (not both), scores need both classes,
 #   and the options that apply depend on which.
+# - an audit's config is checked against its uploaded artifacts (shapes, K, content).
 # That one check is off for those operations; every other check runs on them.
-SEMANTIC_INPUT = "^(/v1/ldp/sessions(/[^/]+/reports)?|/v1/estimates/epsilon)$"
+SEMANTIC_INPUT = "^(/v1/ldp/sessions(/[^/]+/reports)?|/v1/estimates/epsilon|/v1/audits)$"
 
 
 def _schemathesis(url: str, key: str, cwd: Path, env: dict[str, str], *extra: str) -> str:
