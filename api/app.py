@@ -17,8 +17,9 @@ from privaudit.api.deps import AuthCache
 from privaudit.api.jobs._process import load_job_modules
 from privaudit.api.jobs.batching import SubmissionWriter
 from privaudit.api.middleware import BodySizeLimitMiddleware
-from privaudit.api.routes import audits, estimates, jobs, ldp, system
+from privaudit.api.routes import audits, estimates, jobs, ldp, system, vector
 from privaudit.api.settings import Settings, get_settings
+from privaudit.api.vectors import ShardCache
 
 __all__ = ["create_app"]
 
@@ -79,12 +80,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.database = database
     app.state.auth_cache = AuthCache(ttl_s=settings.auth_cache_ttl_s)
     app.state.submissions = SubmissionWriter(database)
+    app.state.vector_shards = ShardCache(max_bytes=settings.vector_cache_bytes)
     problems.install(app)
     app.include_router(system.router)
     app.include_router(jobs.build_submit_router())
     app.include_router(jobs.router)
     app.include_router(ldp.router)
     app.include_router(estimates.router)
+    app.include_router(vector.router)
     app.include_router(audits.router)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import numpy as np
@@ -22,7 +22,7 @@ from privaudit.errors import PrivauditError
 from privaudit.mechanisms.ldp import FrequencyOracle
 from privaudit.randomness import RandomSource
 
-__all__ = ["LDPCollector", "ServiceError"]
+__all__ = ["LDPCollector", "ServiceClient", "ServiceError", "http_client", "problem_of"]
 
 
 class ServiceError(PrivauditError):
@@ -40,7 +40,33 @@ class ServiceError(PrivauditError):
         self.problem = problem
 
 
-class LDPCollector:
+class ServiceClient:
+    """Base of the clients: one HTTP connection pool with the API key, closed on exit."""
+
+    _http: httpx.Client
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send a request; a problem answer (status >= 400) raises :class:`ServiceError`."""
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise ServiceError(response.status_code, problem_of(response))
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(method, path, **kwargs).json()
+        return result
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LDPCollector(ServiceClient):
     """Collect LDP reports into one session of a privaudit service.
 
     Parameters
@@ -73,12 +99,7 @@ class LDPCollector:
     ) -> None:
         self.session_id = session_id
         self.retries = retries
-        self._http = httpx.Client(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=timeout_s,
-            transport=transport,
-        )
+        self._http = http_client(base_url, api_key, timeout_s=timeout_s, transport=transport)
         try:
             self.session = self._json("GET", f"/v1/ldp/sessions/{session_id}")
             self.oracle: FrequencyOracle = build_oracle(
@@ -114,10 +135,10 @@ class LDPCollector:
         **options: Any,
     ) -> LDPCollector:
         """Create a session on the service and return a collector for it."""
-        with httpx.Client(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=options.get("timeout_s", 60.0),
+        with http_client(
+            base_url,
+            api_key,
+            timeout_s=options.get("timeout_s", 60.0),
             transport=options.get("transport"),
         ) as http:
             response = http.post(
@@ -125,7 +146,7 @@ class LDPCollector:
                 json={"protocol": protocol, "k": k, "epsilon": epsilon, "params": params or {}},
             )
         if response.status_code != 201:
-            raise ServiceError(response.status_code, _problem(response))
+            raise ServiceError(response.status_code, problem_of(response))
         return cls(base_url=base_url, api_key=api_key, session_id=response.json()["id"], **options)
 
     def submit(
@@ -169,7 +190,7 @@ class LDPCollector:
                     result: dict[str, Any] = response.json()
                     return result
                 if response.status_code < 500 or attempt == self.retries - 1:
-                    raise ServiceError(response.status_code, _problem(response))
+                    raise ServiceError(response.status_code, problem_of(response))
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -179,24 +200,25 @@ class LDPCollector:
         params = {"postprocess": postprocess} if postprocess else None
         return self._json("GET", f"/v1/ldp/sessions/{self.session_id}/estimate", params=params)
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise ServiceError(response.status_code, _problem(response))
-        result: dict[str, Any] = response.json()
-        return result
 
-    def close(self) -> None:
-        self._http.close()
+def http_client(
+    base_url: str,
+    api_key: str,
+    *,
+    timeout_s: float = 60.0,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """An HTTP client of the service that sends ``api_key`` with every request."""
+    return httpx.Client(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=timeout_s,
+        transport=transport,
+    )
 
-    def __enter__(self) -> LDPCollector:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _problem(response: httpx.Response) -> dict[str, Any]:
+def problem_of(response: httpx.Response) -> dict[str, Any]:
+    """The problem document of an error response (or its text, if it is not JSON)."""
     try:
         body = response.json()
     except ValueError:

@@ -110,13 +110,15 @@ async def _principal(
     return principal
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+def require_scope(scope: str, *alternatives: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks that its key carries
-    ``scope``: 401 without a valid key, 403 without the scope.
+    ``scope`` (or one of the ``alternatives``): 401 without a valid key, 403 without
+    the scope.
 
     One flat dependency on purpose: each level of FastAPI's dependency tree costs as
     much as the key check itself.
     """
+    accepted = (scope, *alternatives)
 
     async def authorize(
         request: Request,
@@ -124,10 +126,12 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
         api_key: Annotated[str | None, Security(_api_key_header)],
     ) -> Principal:
         principal = await _principal(request, bearer, api_key)
-        if not principal.allows(scope):
+        if not any(principal.allows(name) for name in accepted):
+            wanted = " or ".join(repr(name) for name in accepted)
             raise PermissionDeniedError(
-                f"this API key lacks the scope {scope!r}; create a key with "
-                f"`privaudit keys create --tenant {principal.tenant_name} --scopes {scope}`",
+                f"this API key lacks the scope {wanted}; "
+                f"create a key with `privaudit keys create --tenant {principal.tenant_name} "
+                f"--scopes {scope}`",
                 scope=scope,
             )
         return principal

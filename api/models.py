@@ -33,6 +33,11 @@ __all__ = [
     "LdpBatch",
     "LdpSession",
     "Tenant",
+    "VectorBatch",
+    "VectorCollection",
+    "VectorContext",
+    "VectorId",
+    "VectorQueryCount",
 ]
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelling", "cancelled")
@@ -154,3 +159,83 @@ class LdpBatch(Base):
     idempotency_key: Mapped[str] = mapped_column(String(255))
     n: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class VectorCollection(Base):
+    """A data party's shard for encrypted vector search: its parameters and size."""
+
+    __tablename__ = "vector_collections"
+    __table_args__ = (Index("ix_vector_collections_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    dimension: Mapped[int] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    score_noise: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    max_queries_per_key: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    batches: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class VectorBatch(Base):
+    """One ingested batch: its ids and its vectors as little-endian float64, row-major."""
+
+    __tablename__ = "vector_batches"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "idempotency_key", name="uq_vector_batches_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("vector_collections.id", ondelete="CASCADE")
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    n: Mapped[int] = mapped_column(Integer)
+    ids: Mapped[list[str]] = mapped_column(JSONType)
+    vectors: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class VectorId(Base):
+    """The ids of a collection, one row each, so the database keeps them unique."""
+
+    __tablename__ = "vector_ids"
+
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("vector_collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    vector_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class VectorContext(Base):
+    """A querier's public CKKS context (parameters and Galois keys), by its SHA-256."""
+
+    __tablename__ = "vector_contexts"
+    __table_args__ = (Index("ix_vector_contexts_tenant_created", "tenant_id", "created_at"),)
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kernel: Mapped[str] = mapped_column(String(16))
+    dimension: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class VectorQueryCount(Base):
+    """Queries one API key has made on one collection (its query budget)."""
+
+    __tablename__ = "vector_query_counts"
+
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("vector_collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[str] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    used: Mapped[int] = mapped_column(BigInteger)

@@ -96,6 +96,44 @@ class Settings(BaseSettings):
     audit_max_reference_models: int = Field(
         default=64, ge=1, le=1024, description="Most reference models (K) in one audit."
     )
+    vector_max_dimension: int = Field(
+        default=4096,
+        ge=1,
+        le=4096,
+        description="Largest dimension of a vector collection (at most the 4096 CKKS slots).",
+    )
+    vector_max_batch_vectors: int = Field(
+        default=10_000, ge=1, description="Most vectors in one posted batch."
+    )
+    vector_max_collection_vectors: int = Field(
+        default=20_000,
+        ge=1,
+        le=100_000,
+        description="Most vectors in one collection (its ids travel with every answer).",
+    )
+    vector_max_context_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Largest public context a querier may register.",
+    )
+    vector_max_contexts: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Public contexts kept per tenant; registering more drops the oldest.",
+    )
+    vector_cache_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=16 * 1024**2,
+        description="Memory for pre-encoded collections in each HTTP process (least "
+        "recently used are dropped); also bounds one collection's size.",
+    )
+    vector_default_max_queries: int = Field(
+        default=1000,
+        ge=1,
+        description="Queries each API key may make on a collection unless it says otherwise.",
+    )
     job_workers: int = Field(
         default=1, ge=0, le=64, description="Job worker processes started by `serve`."
     )

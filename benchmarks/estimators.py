@@ -49,13 +49,21 @@ CASES = [
 
 def ours(case: tuple[int, ...], repeats: int) -> dict[str, Any]:
     tp, fn, tn, fp = case
-    best = math.inf
+    best = best_cpu = math.inf
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fitted = BayesianEpsilon(delta=DELTA, alpha=ALPHA).fit(tp=tp, fn=fn, tn=tn, fp=fp)
         best = min(best, time.perf_counter() - start)
+        best_cpu = min(best_cpu, time.process_time() - start_cpu)
     exact = ClopperPearsonEpsilon(delta=DELTA, alpha=ALPHA).fit(tp=tp, fn=fn, tn=tn, fp=fp)
-    return {"interval": fitted.interval_, "seconds": best, "cp_interval": exact.interval_}
+    # CPU seconds as well as wall seconds: on a shared machine other programs stretch
+    # the wall time of this single-threaded fit, not the work it does.
+    return {
+        "interval": fitted.interval_,
+        "seconds": best,
+        "cpu_seconds": best_cpu,
+        "cp_interval": exact.interval_,
+    }
 
 
 def peer(case: tuple[int, ...]) -> dict[str, Any]:
@@ -89,7 +97,7 @@ def main() -> None:
     options = parser.parse_args()
     rows = []
     header = (
-        f"{'tp,fn,tn,fp':>22} {'ours [lo, hi]':>18} {'ms':>6} {'peer [lo, hi]':>18} "
+        f"{'tp,fn,tn,fp':>22} {'ours [lo, hi]':>18} {'ms':>6} {'cpu ms':>6} {'peer [lo, hi]':>18} "
         f"{'peer s':>7} {'max diff':>8} {'speedup':>8} {'CP [lo, hi]':>16} {'width/CP':>8}"
     )
     print(header)
@@ -116,7 +124,7 @@ def main() -> None:
         )
         print(
             f"{','.join(map(str, case)):>22} {'[{:.4f}, {:.4f}]'.format(*mine['interval']):>18} "
-            f"{1e3 * mine['seconds']:6.1f} {peer_text:>18} "
+            f"{1e3 * mine['seconds']:6.1f} {1e3 * mine['cpu_seconds']:6.1f} {peer_text:>18} "
             f"{other.get('seconds', math.nan):7.1f} "
             f"{'' if difference is None else f'{difference:.4f}':>8} "
             f"{'' if speedup is None else f'{speedup:.0f}x':>8} "
@@ -125,11 +133,13 @@ def main() -> None:
             flush=True,
         )
     slowest = max(row["ours"]["seconds"] for row in rows)
+    slowest_cpu = max(row["ours"]["cpu_seconds"] for row in rows)
     finite = [row["width_over_cp"] for row in rows if row["width_over_cp"] is not None]
     compared = [row for row in rows if row["max_difference"] is not None]
     # Verdicts against the peer are None (not met, not failed) when it answered nowhere.
     verdicts = {
         "each_interval_at_most_50_ms": slowest <= 0.05,
+        "each_interval_at_most_50_cpu_ms": slowest_cpu <= 0.05,
         "within_0.02_of_peer_where_it_answers": (
             all(row["max_difference"] <= 0.02 for row in compared) if compared else None
         ),
@@ -138,7 +148,10 @@ def main() -> None:
         ),
         "median_width_over_cp": sorted(finite)[len(finite) // 2] if finite else None,
     }
-    print(f"slowest fit {1e3 * slowest:.1f} ms; verdicts: {verdicts}")
+    print(
+        f"slowest fit {1e3 * slowest:.1f} ms wall, {1e3 * slowest_cpu:.1f} ms CPU; "
+        f"verdicts: {verdicts}"
+    )
     options.output.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "machine": _machine.machine_info(["privaudit", "privacy-estimates", "scipy", "numpy"]),

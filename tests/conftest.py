@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,22 @@ def _postgres_bin() -> Path | None:
             return candidate
     found = shutil.which("initdb")
     return Path(found).parent if found else None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database for one server: SQLite (the empty URL) or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return ""
+    import psycopg
+
+    url: str = request.getfixturevalue("postgres_url")
+    name = f"db_{int(time.time() * 1e6)}"
+    with psycopg.connect(
+        url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(scope="session")

@@ -15,21 +15,33 @@ References
 """
 
 from privaudit.crypto.vector_search._federation import FederatedSearch, PartyEndpoint
-from privaudit.crypto.vector_search._kernel import bsgs_steps, galois_elements
+from privaudit.crypto.vector_search._kernel import (
+    bsgs_steps,
+    galois_elements,
+    shard_memory_bytes,
+)
 from privaudit.crypto.vector_search._noise import ScoreNoise
 from privaudit.crypto.vector_search._parameters import SearchParameters
 from privaudit.crypto.vector_search._roles import (
+    MAX_CONTEXT_BYTES,
+    MAX_QUERY_BYTES,
+    ContextInfo,
     DataParty,
     EncryptedQuery,
     EncryptedScores,
     Hit,
     Querier,
     ShardScores,
+    check_context,
+    check_vectors,
     merge_top_k,
 )
 from privaudit.crypto.vector_search._tenseal_mm import chunk_columns, matmul_chunked
 
 __all__ = [
+    "MAX_CONTEXT_BYTES",
+    "MAX_QUERY_BYTES",
+    "ContextInfo",
     "DataParty",
     "EncryptedQuery",
     "EncryptedScores",
@@ -41,8 +53,11 @@ __all__ = [
     "SearchParameters",
     "ShardScores",
     "bsgs_steps",
+    "check_context",
+    "check_vectors",
     "chunk_columns",
     "galois_elements",
     "matmul_chunked",
     "merge_top_k",
+    "shard_memory_bytes",
 ]

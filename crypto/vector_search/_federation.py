@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from privaudit.crypto.vector_search._roles import (
@@ -17,8 +18,9 @@ __all__ = ["FederatedSearch", "PartyEndpoint"]
 
 
 class PartyEndpoint(Protocol):
-    """What the federation needs from a party: in-process :class:`DataParty`, or later
-    an HTTP client with the same two methods (bytes in, bytes or objects out)."""
+    """What the federation needs from a party: an in-process :class:`DataParty`, or an
+    HTTP client with the same two methods (``privaudit.api.vector_client.VectorParty``):
+    bytes in, the answer as an object or its bytes out."""
 
     party_id: str
 
@@ -26,7 +28,7 @@ class PartyEndpoint(Protocol):
 
     def search(
         self, query: Any, *, querier_id: str, context: bytes | None = None
-    ) -> EncryptedScores: ...
+    ) -> EncryptedScores | bytes: ...
 
 
 class FederatedSearch:
@@ -84,6 +86,7 @@ class FederatedSearch:
             answer = party.search(query, querier_id=self.querier_id)
             blob = answer.to_bytes() if isinstance(answer, EncryptedScores) else answer
             self.bytes_received_ += len(blob)
-            answers.append(self.querier.decrypt_scores(blob))
+            # Hits name the party that was asked, not what its answer claims to be.
+            answers.append(replace(self.querier.decrypt_scores(blob), party_id=party.party_id))
         self.answers_ = answers
         return self.querier.top_k(answers, k)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from privaudit.crypto.vector_search._seal import sealapi
+from privaudit.crypto.vector_search._seal import SEAL_FAILURES, sealapi
 from privaudit.errors import ParameterError
 
 __all__ = ["SearchParameters"]
@@ -134,9 +134,16 @@ class SearchParameters:
         api = sealapi()
         parms = api.EncryptionParameters(api.SCHEME_TYPE.CKKS)
         parms.set_poly_modulus_degree(self.poly_modulus_degree)
-        parms.set_coeff_modulus(
-            api.CoeffModulus.Create(self.poly_modulus_degree, list(self.coeff_modulus_bits))
-        )
+        try:
+            primes = api.CoeffModulus.Create(
+                self.poly_modulus_degree, list(self.coeff_modulus_bits)
+            )
+        except SEAL_FAILURES as error:  # e.g. too few primes of a small size for a large N
+            raise ParameterError(
+                f"SEAL cannot build primes of {list(self.coeff_modulus_bits)} bits for "
+                f"N = {self.poly_modulus_degree} ({error}); use larger primes"
+            ) from None
+        parms.set_coeff_modulus(primes)
         return parms
 
     def seal_context(self, parms: Any | None = None) -> Any:
@@ -154,6 +161,55 @@ class SearchParameters:
             "scale_bits": self.scale_bits,
             "security_bits": 128,
         }
+
+    @classmethod
+    def from_dict(cls, described: Any) -> SearchParameters:
+        """The parameters :meth:`to_dict` describes (from a context header or a database).
+
+        Raises
+        ------
+        ParameterError
+            If ``described`` is not exactly such a description, or the parameters it
+            describes fail :meth:`check`.
+
+        Examples
+        --------
+        >>> SearchParameters.from_dict(SearchParameters().to_dict()) == SearchParameters()
+        True
+        """
+        expected = set(cls().to_dict())
+        if not isinstance(described, dict) or set(described) != expected:
+            raise ParameterError(
+                f"CKKS parameters must be described by exactly the fields {sorted(expected)}; "
+                f"got {_short(described)}"
+            )
+        if described["scheme"] != "ckks" or described["security_bits"] != 128:
+            raise ParameterError(
+                "only CKKS at 128-bit security is supported; got scheme "
+                f"{_short(described['scheme'])} at {_short(described['security_bits'])} bits"
+            )
+        bits, scale_bits = described["coeff_modulus_bits"], described["scale_bits"]
+        if (
+            not isinstance(bits, list)
+            or len(bits) != _DEPTH_ONE_PRIMES
+            or isinstance(scale_bits, bool)
+            or not isinstance(scale_bits, int)
+        ):
+            raise ParameterError(
+                "coeff_modulus_bits must be a list of three ints and scale_bits an int; got "
+                f"{_short(bits)} and {_short(scale_bits)}"
+            )
+        return cls(
+            poly_modulus_degree=described["poly_modulus_degree"],
+            coeff_modulus_bits=tuple(bits),
+            scale_bits=scale_bits,
+        )
+
+
+def _short(value: Any) -> str:
+    """``repr`` cut to 100 characters: descriptions may come from untrusted headers."""
+    text = repr(value)
+    return text if len(text) <= 100 else text[:100] + "..."
 
 
 _DEGREES = frozenset({4096, 8192, 16384, 32768})

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -49,7 +50,18 @@ from privaudit.errors import (
 from privaudit.guarantees import PrivacyGuarantee
 from privaudit.randomness import RandomSource
 
-__all__ = ["DataParty", "EncryptedQuery", "EncryptedScores", "Querier", "ShardScores"]
+__all__ = [
+    "MAX_CONTEXT_BYTES",
+    "MAX_QUERY_BYTES",
+    "ContextInfo",
+    "DataParty",
+    "EncryptedQuery",
+    "EncryptedScores",
+    "Querier",
+    "ShardScores",
+    "check_context",
+    "check_vectors",
+]
 
 FloatArray = npt.NDArray[np.float64]
 Metric = Literal["cosine", "inner_product", "squared_l2"]
@@ -64,6 +76,9 @@ MAX_CONTEXT_BYTES = 4 * 2**20
 MAX_MM_CONTEXT_BYTES = 48 * 2**20
 # A result ciphertext at the last level is at most 2 × N × 8 bytes plus a header.
 MAX_RESULT_CIPHERTEXT_BYTES = 2**20
+# Context ids are SHA-256 hex digests; query ids 128 to 256 random bits, in hex.
+_CONTEXT_ID = re.compile(r"[0-9a-f]{64}")
+_QUERY_ID = re.compile(r"[0-9a-f]{32,64}")
 # Squared norms must stay far below the 2^19 headroom of the first prime over the scale.
 MAX_SQUARED_NORM = 2.0**14
 
@@ -95,11 +110,53 @@ def _as_matrix(vectors: Any, dimension: int | None, what: str) -> FloatArray:
 
 
 def _normalise(array: FloatArray, what: str) -> FloatArray:
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.linalg.norm(array, axis=1, keepdims=True)
     if np.any(norms == 0):
         raise DataError(f"{what} contain a zero vector, which has no cosine similarity")
+    if not np.all(np.isfinite(norms)):
+        raise DataError(f"{what} contain values too large to normalise (norm overflows)")
     normalised: FloatArray = array / norms
     return normalised
+
+
+def check_vectors(
+    vectors: Any,
+    *,
+    dimension: int,
+    metric: str = "cosine",
+    score_noise: ScoreNoise | None = None,
+) -> FloatArray:
+    """Check vectors as a :class:`DataParty` ingests them; return them as it stores them.
+
+    Returns the ``(m, d)`` float64 array, normalised for cosine. A service calls this to
+    refuse a bad batch before it stores anything.
+
+    Raises
+    ------
+    DataError
+        Wrong shape or dimension, non-finite values, zero vectors (cosine), vectors
+        longer than the noise's norm bound, or squared norms above 2^14 (which would
+        not fit the CKKS precision).
+    """
+    _check_metric(metric)
+    array = _as_matrix(vectors, dimension, "vectors")
+    if metric == "cosine":
+        array = _normalise(array, "vectors")
+    with np.errstate(over="ignore"):
+        squared = np.einsum("ij,ij->i", array, array)  # inf when it overflows: refused below
+    bound = score_noise.vector_norm_bound if score_noise else math.inf
+    if metric != "cosine" and np.any(squared > bound**2 * (1 + 1e-9)):
+        raise DataError(
+            f"vectors must have norm <= {bound:g} (the noise's "
+            "vector_norm_bound); normalise or clip them first"
+        )
+    if np.any(squared > MAX_SQUARED_NORM):
+        raise DataError(
+            f"vectors must have squared norm <= {MAX_SQUARED_NORM:g} so that "
+            "scores fit the CKKS precision; rescale them"
+        )
+    return array
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +195,16 @@ class EncryptedQuery:
         header, sections = decode_frame(blob, kind=Kind.QUERY, max_bytes=max_bytes, max_sections=1)
         if len(sections) != 1:
             raise DataError("a query message holds exactly one ciphertext")
+        context_id = field(header, "context_id", str, "query")
+        query_id = field(header, "query_id", str, "query")
+        if not _CONTEXT_ID.fullmatch(context_id) or not _QUERY_ID.fullmatch(query_id):
+            raise DataError(
+                "the query's context_id must be a SHA-256 and its query_id 16 to 64 "
+                "random bytes, both in lowercase hex"
+            )
         return cls(
-            context_id=field(header, "context_id", str, "query"),
-            query_id=field(header, "query_id", str, "query"),
+            context_id=context_id,
+            query_id=query_id,
             dimension=field(header, "dimension", int, "query"),
             ciphertext=sections[0],
         )
@@ -413,6 +477,112 @@ class _LoadedContext:
     galois_keys: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class ContextInfo:
+    """What a checked public context is for (see :func:`check_context`).
+
+    Attributes
+    ----------
+    context_id
+        SHA-256 (hex) of the context's bytes: how queries refer to it.
+    kernel, dimension, params
+        The kernel, vector dimension and CKKS parameters it was made for.
+    size_bytes
+        Its size on the wire.
+    """
+
+    context_id: str
+    kernel: str
+    dimension: int
+    params: SearchParameters
+    size_bytes: int
+
+
+def check_context(context: bytes, *, max_bytes: int = MAX_CONTEXT_BYTES) -> ContextInfo:
+    """Check a querier's public context on its own terms, before any party uses it.
+
+    The context must be a well-formed frame, of at most ``max_bytes``, for 128-bit
+    parameters and a dimension that fits them, and hold exactly the public keys its
+    kernel needs (no secret key). A party still checks that the dimension and
+    parameters are its own when it registers the context.
+
+    Raises
+    ------
+    LimitExceededError, DataError, ParameterError
+        As :meth:`DataParty.register_context`.
+    """
+    kernel, dimension, described, sections = _parse_context(context, max_bytes=max_bytes)
+    params = SearchParameters.from_dict(described)
+    if dimension < 1 or padded_dimension(dimension) > params.slots:
+        raise ParameterError(
+            f"the context's dimension {dimension} does not fit its {params.slots} slots"
+        )
+    _load_context(kernel, sections, dimension=dimension, params=params, max_bytes=max_bytes)
+    return ContextInfo(
+        context_id=hashlib.sha256(bytes(context)).hexdigest(),
+        kernel=kernel,
+        dimension=dimension,
+        params=params,
+        size_bytes=len(context),
+    )
+
+
+def _parse_context(context: bytes, *, max_bytes: int) -> tuple[str, int, Any, list[bytes]]:
+    """The kernel, dimension, parameters (as described) and sections of a context."""
+    header, sections = decode_frame(context, kind=Kind.CONTEXT, max_bytes=max_bytes, max_sections=2)
+    kernel = field(header, "kernel", str, "context")
+    _check_kernel(kernel)
+    dimension = field(header, "dimension", int, "context")
+    return kernel, dimension, header.get("params"), sections
+
+
+def _load_context(
+    kernel: str,
+    sections: list[bytes],
+    *,
+    dimension: int,
+    params: SearchParameters,
+    max_bytes: int,
+) -> _LoadedContext:
+    """Load a context's keys for ``params``; refuse any other key set."""
+    if kernel == "tenseal-mm":
+        if len(sections) != 1:
+            raise DataError("a tenseal-mm context holds one TenSEAL context")
+        return _LoadedContext(kernel, dimension, _tenseal_mm.load_public_context(sections[0]))
+    api = sealapi()
+    if len(sections) != 2:
+        raise DataError("a bsgs context holds encryption parameters and Galois keys")
+    parms = api.EncryptionParameters(api.SCHEME_TYPE.CKKS)
+    load_into(parms.load, sections[0], what="encryption parameters", max_bytes=2**16)
+    degree = parms.poly_modulus_degree()
+    bits = [modulus.bit_count() for modulus in parms.coeff_modulus()]
+    if degree != params.poly_modulus_degree or tuple(bits) != params.coeff_modulus_bits:
+        raise ParameterError(
+            f"the context's encryption parameters (N = {degree}, "
+            f"primes of {bits} bits) differ from the parameters it describes "
+            f"(N = {params.poly_modulus_degree}, primes of {list(params.coeff_modulus_bits)} bits)"
+        )
+    context = params.seal_context(parms)
+    if not context.parameters_set():
+        raise ParameterError(
+            "the context's encryption parameters are not valid at "
+            f"128-bit security: {context.parameters_error_message()}"
+        )
+    galois_keys = api.GaloisKeys()
+    load_into(
+        partial(galois_keys.load, context), sections[1], what="Galois keys", max_bytes=max_bytes
+    )
+    needed = galois_elements(dimension, params)
+    if galois_keys.size() != len(needed) or not all(
+        galois_keys.has_key(element) for element in needed
+    ):
+        raise DataError(
+            f"the context must hold exactly the Galois keys {needed} "
+            "(rotations by 1 and the baby step, and conjugation)"
+        )
+    return _LoadedContext("bsgs", dimension, context, api.Evaluator(context), galois_keys)
+
+
 class DataParty:
     """Holds a plaintext shard and scores encrypted queries; never holds a secret key.
 
@@ -505,21 +675,10 @@ class DataParty:
             Wrong shape or dimension, non-finite values, zero vectors (cosine), vectors
             longer than the noise's norm bound, duplicate ids.
         """
-        array = _as_matrix(vectors, self.dimension, "vectors")
-        if self.metric == "cosine":
-            array = _normalise(array, "vectors")
+        array = check_vectors(
+            vectors, dimension=self.dimension, metric=self.metric, score_noise=self.score_noise
+        )
         squared = np.einsum("ij,ij->i", array, array)
-        bound = self.score_noise.vector_norm_bound if self.score_noise else math.inf
-        if self.metric != "cosine" and np.any(squared > bound**2 * (1 + 1e-9)):
-            raise DataError(
-                f"vectors must have norm <= {bound:g} (the noise's "
-                "vector_norm_bound); normalise or clip them first"
-            )
-        if np.any(squared > MAX_SQUARED_NORM):
-            raise DataError(
-                f"vectors must have squared norm <= {MAX_SQUARED_NORM:g} so that "
-                "scores fit the CKKS precision; rescale them"
-            )
         start = len(self._ids)
         new_ids = (
             [str(i) for i in range(start, start + array.shape[0])]
@@ -559,70 +718,35 @@ class DataParty:
         if context_id in self._contexts:
             self._contexts.move_to_end(context_id)
             return context_id
-        header, sections = decode_frame(
-            context, kind=Kind.CONTEXT, max_bytes=self.max_context_bytes, max_sections=2
+        kernel, dimension, params, sections = _parse_context(
+            context, max_bytes=self.max_context_bytes
         )
-        kernel = field(header, "kernel", str, "context")
-        _check_kernel(kernel)
-        dimension = field(header, "dimension", int, "context")
         if dimension != self.dimension:
             raise ParameterError(
                 f"the context is for dimension {dimension}; this party's "
                 f"shard has dimension {self.dimension}"
             )
-        if header.get("params") != self.params.to_dict():
+        if params != self.params.to_dict():
+            described = repr(params)
             raise ParameterError(
-                f"the context's parameters {header.get('params')} differ from "
-                f"this party's {self.params.to_dict()}"
+                f"the context's parameters {described[:300]} differ from this party's "
+                f"{self.params.to_dict()}"
             )
-        if kernel == "bsgs":
-            loaded = self._load_bsgs_context(sections)
-        else:
-            if len(sections) != 1:
-                raise DataError("a tenseal-mm context holds one TenSEAL context")
-            loaded = _LoadedContext(kernel, dimension, _tenseal_mm.load_public_context(sections[0]))
+        loaded = _load_context(
+            kernel,
+            sections,
+            dimension=dimension,
+            params=self.params,
+            max_bytes=self.max_context_bytes,
+        )
         self._contexts[context_id] = loaded
         while len(self._contexts) > self.max_contexts:
             self._contexts.popitem(last=False)
         return context_id
 
-    def _load_bsgs_context(self, sections: list[bytes]) -> _LoadedContext:
-        api = sealapi()
-        if len(sections) != 2:
-            raise DataError("a bsgs context holds encryption parameters and Galois keys")
-        parms = api.EncryptionParameters(api.SCHEME_TYPE.CKKS)
-        load_into(parms.load, sections[0], what="encryption parameters", max_bytes=2**16)
-        degree = parms.poly_modulus_degree()
-        bits = [modulus.bit_count() for modulus in parms.coeff_modulus()]
-        if degree != self.params.poly_modulus_degree or tuple(bits) != (
-            self.params.coeff_modulus_bits
-        ):
-            raise ParameterError(
-                f"the context's encryption parameters (N = {degree}, "
-                f"primes of {bits} bits) differ from this party's"
-            )
-        context = self.params.seal_context(parms)
-        if not context.parameters_set():
-            raise ParameterError(
-                "the context's encryption parameters are not valid at "
-                f"128-bit security: {context.parameters_error_message()}"
-            )
-        galois_keys = api.GaloisKeys()
-        load_into(
-            partial(galois_keys.load, context),
-            sections[1],
-            what="Galois keys",
-            max_bytes=self.max_context_bytes,
-        )
-        needed = galois_elements(self.dimension, self.params)
-        if galois_keys.size() != len(needed) or not all(
-            galois_keys.has_key(element) for element in needed
-        ):
-            raise DataError(
-                f"the context must hold exactly the Galois keys {needed} "
-                "(rotations by 1 and the baby step, and conjugation)"
-            )
-        return _LoadedContext("bsgs", self.dimension, context, api.Evaluator(context), galois_keys)
+    def has_context(self, context_id: str) -> bool:
+        """Whether the context with this SHA-256 (hex) is registered and still cached."""
+        return context_id in self._contexts
 
     # --- search ---------------------------------------------------------------------
 

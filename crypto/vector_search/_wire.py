@@ -73,8 +73,10 @@ def decode_frame(
     offset += header_length
     try:
         header = json.loads(header_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"the {name} header is not valid JSON ({error})") from None
+    except (ValueError, RecursionError) as error:
+        # ValueError: bad UTF-8 or JSON, or an integer of over 4,300 digits;
+        # RecursionError: arrays or objects nested too deep.
+        raise DataError(f"the {name} header is not valid JSON ({str(error)[:200]})") from None
     if not isinstance(header, dict):
         raise DataError(f"the {name} header must be a JSON object")
     (count,) = _COUNT.unpack(_take(blob, offset, _COUNT.size, name))

@@ -168,8 +168,12 @@ def conditional_subsets(
     Returns an ``(n, size)`` array, each row sorted ascending, of
     :func:`subset_dtype` ``(k)``. Needs ``1 <= size <= k - 1``.
 
-    Exactness. Write ``V = [k] ∖ {v}`` and ``t = size − include`` (the members to draw
-    from ``V``; ``v`` itself is then added when ``include``). Both samplers below are
+    Every row first draws a uniform ``size``-subset of ``V = [k] ∖ {v}``; where
+    ``include``, a uniformly chosen member is then replaced by ``v``, which leaves
+    ``v`` plus a uniform ``(size − 1)``-subset of ``V`` (see :func:`_swap_in_positions`:
+    this keeps the work independent of the coin, a timing side channel otherwise).
+
+    Exactness of the draw from ``V``, for ``t`` members (``t = size`` here). Both samplers below are
     *equivariant* under every permutation ``π`` of ``V``: relabelling the random input
     by ``π`` (which leaves its law unchanged) relabels the output set by ``π``, because
     each decision depends only on counts and on equalities between drawn positions,
@@ -197,12 +201,46 @@ def conditional_subsets(
     if n == 0:
         return out
     include = np.asarray(include, dtype=bool)
+    # Every row draws ``size`` members of V, whatever its coin; the coin only decides
+    # whether one of them is then swapped for v (see _swap_in_positions).
+    exclude = np.zeros(n, dtype=bool)
     space = k - 1  # |V|
     if size < _SPARSE_DENSITY * k or space < 64:
-        _sparse_subsets(values, include, size, k, rng, out)
+        _sparse_subsets(values, exclude, size, k, rng, out)
     else:
-        _dense_subsets(values, include, size, k, rng, out)
-    return out
+        _dense_subsets(values, exclude, size, k, rng, out)
+    return _swap_in_positions(out, values, include, rng)
+
+
+def _swap_in_positions(
+    rows: npt.NDArray[Any],
+    values: IntArray,
+    include: npt.NDArray[np.bool_],
+    rng: np.random.Generator,
+) -> npt.NDArray[Any]:
+    """Where ``include``, replace a uniformly chosen member of the sorted row by ``v``.
+
+    A uniform member removed from a uniform ``size``-subset of V leaves a uniform
+    ``(size − 1)``-subset of V, so the law is the one :func:`conditional_subsets`
+    promises. Why not draw ``size − 1`` members directly: the sampler's work would then
+    depend on the include coin, and a client's run time would tell an observer the coin
+    (a timing side channel on a single report). Here every row does the same work: the
+    replacement is computed for all rows and selected by the coin.
+    """
+    n, size = rows.shape
+    if n == 0:
+        return rows
+    removed = np.asarray(rng.integers(0, size, size=n, dtype=np.int64))[:, None]
+    v = values.astype(rows.dtype, copy=False)[:, None]
+    # v's rank among the members that stay (v is not a member: rows are subsets of V).
+    rank = (rows < v).sum(axis=1, keepdims=True) - (removed < (rows < v).sum(axis=1, keepdims=True))
+    index = np.arange(size)[None, :]
+    shifted = np.where(index < rank, index, index - 1)  # position among those that stay
+    source = shifted + (shifted >= removed)  # and in the row before the removal
+    swapped = np.take_along_axis(rows, np.clip(source, 0, size - 1), axis=1)
+    swapped = np.where(index == rank, v, swapped)
+    result: npt.NDArray[Any] = np.where(include[:, None], swapped, rows)
+    return result
 
 
 def conditional_subset_bitmaps(
@@ -230,9 +268,46 @@ def conditional_subset_bitmaps(
     if n == 0:
         return out
     include = np.asarray(include, dtype=bool)
-    for start, stop, masks in _dense_masks(values, include, size, k, rng):
+    exclude = np.zeros(n, dtype=bool)  # the same work whatever the coin, as above
+    for start, stop, masks in _dense_masks(values, exclude, size, k, rng):
         out[start:stop] = _mask_bytes(masks)[:, :n_bytes]
-    return out
+    return _swap_in_bitmaps(out, values, include, k, rng)
+
+
+def _swap_in_bitmaps(
+    bitmaps: npt.NDArray[np.uint8],
+    values: IntArray,
+    include: npt.NDArray[np.bool_],
+    k: int,
+    rng: np.random.Generator,
+) -> npt.NDArray[np.uint8]:
+    """:func:`_swap_in_positions` for bitmaps: a uniform member (found by drawing
+    positions of ``[k]`` until one is a member, for every row) is cleared and ``v`` set
+    where ``include``."""
+    n = bitmaps.shape[0]
+    if n == 0:
+        return bitmaps
+    rows = np.arange(n)
+    chosen: IntArray = np.asarray(rng.integers(0, k, size=n, dtype=np.int64))
+    hit = _bit(bitmaps, rows, chosen)
+    while not hit.all():
+        missing = np.flatnonzero(~hit)
+        chosen[missing] = rng.integers(0, k, size=missing.size, dtype=np.int64)
+        hit[missing] = _bit(bitmaps, missing, chosen[missing])
+    swapped = bitmaps.copy()
+    swapped[rows, chosen // 8] &= ~(np.uint8(0x80) >> (chosen % 8).astype(np.uint8))
+    v = values.astype(np.int64, copy=False)
+    swapped[rows, v // 8] |= np.uint8(0x80) >> (v % 8).astype(np.uint8)
+    result: npt.NDArray[np.uint8] = np.where(include[:, None], swapped, bitmaps)
+    return result
+
+
+def _bit(
+    bitmaps: npt.NDArray[np.uint8], rows: IntArray, positions: IntArray
+) -> npt.NDArray[np.bool_]:
+    """Whether bit ``positions[i]`` of row ``rows[i]`` is set (packbits order)."""
+    shifts = (7 - positions % 8).astype(np.uint8)
+    return ((bitmaps[rows, positions // 8] >> shifts) & 1).astype(bool)
 
 
 def _sparse_subsets(

@@ -157,21 +157,6 @@ def test_bad_sessions_are_422(
     assert where in response.text
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
-        return ""
-    import psycopg
-
-    url: str = request.getfixturevalue("postgres_url")
-    name = f"ldp_{int(time.time() * 1e6)}"
-    with psycopg.connect(
-        url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
-    ) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    return url.rsplit("/", 1)[0] + f"/{name}"
-
-
 def _send_until_failure(collector: LDPCollector, batches: list[bytes]) -> None:
     collector.retries = 1
     for index, batch in enumerate(batches):

@@ -16,16 +16,21 @@ from live import LiveServer
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
-# Three operations take input whose validity JSON Schema cannot state, so that
+# Some operations take input whose validity JSON Schema cannot state, so that
 # positive_data_acceptance would demand a 2xx for input the service must refuse:
 # - a reports body is bytes in the wire format (JSON Schema can only say "binary");
 # - a session's protocol options depend on each other and on k (a subset size below
 #   k, a prime q, pairwise coprime moduli);
 # - an epsilon estimate takes counts or scores (not both), scores need both classes,
-#   and the options that apply depend on which.
+#   and the options that apply depend on which;
+# - a public context and an encrypted query are bytes in the vector-search wire format,
+#   and a batch of vectors must have the collection's dimension (and ids not yet used);
 # - an audit's config is checked against its uploaded artifacts (shapes, K, content).
 # That one check is off for those operations; every other check runs on them.
-SEMANTIC_INPUT = "^(/v1/ldp/sessions(/[^/]+/reports)?|/v1/estimates/epsilon|/v1/audits)$"
+SEMANTIC_INPUT = (
+    "^(/v1/ldp/sessions(/[^/]+/reports)?|/v1/estimates/epsilon"
+    "|/v1/vector/contexts|/v1/vector/collections/[^/]+/(vectors|search)|/v1/audits)$"
+)
 
 
 def _schemathesis(url: str, key: str, cwd: Path, env: dict[str, str], *extra: str) -> str:

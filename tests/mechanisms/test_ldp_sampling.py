@@ -187,13 +187,35 @@ def test_bitmaps_are_the_dense_samplers_sets(k: int, size: int) -> None:
     # Same random input, same subsets: the bitmap form is the dense sampler's sets in
     # numpy.packbits order (so the positions form's exactness carries over, and the
     # two forms cannot drift apart).
+    # (Rows whose coin includes v then swap one member for v, in each form with its own
+    # draws; their law is checked exactly by the uniformity tests above.)
     n = 3_000
     values = simulation_generator(1).integers(0, k, size=n)
-    include = simulation_generator(2).random(n) < 0.4
-    bits = sampling.conditional_subset_bitmaps(values, include, size, k, simulation_generator(3))
+    exclude = np.zeros(n, dtype=bool)
+    bits = sampling.conditional_subset_bitmaps(values, exclude, size, k, simulation_generator(3))
     listed = np.empty((n, size), dtype=sampling.subset_dtype(k))
-    sampling._dense_subsets(values, include, size, k, simulation_generator(3), listed)
+    sampling._dense_subsets(values, exclude, size, k, simulation_generator(3), listed)
     np.testing.assert_array_equal(bitmap_rows(bits, k), listed.astype(np.int64))
+
+
+@pytest.mark.parametrize(("k", "size"), [(1024, 275), (1000, 600), (77, 20), (5000, 40), (40, 3)])
+@pytest.mark.parametrize("bitmap", [False, True])
+def test_the_include_coin_does_not_change_the_samplers_work(
+    k: int, size: int, bitmap: bool
+) -> None:
+    """Timing side channel: a client's work must not depend on its include coin. Both
+    samplers draw ``size`` members whatever the coin and then swap one for v where the
+    coin says so, so the random stream they consume is the same draw for draw: the
+    generators end in the same state for all-include and all-exclude coins."""
+    n = 500
+    values = simulation_generator(1).integers(0, k, size=n)
+    sampler = sampling.conditional_subset_bitmaps if bitmap else sampling.conditional_subsets
+    states = []
+    for include in (np.zeros(n, dtype=bool), np.ones(n, dtype=bool)):
+        rng = simulation_generator(9)
+        sampler(values, include, size, k, rng)
+        states.append(rng.bit_generator.state)
+    assert states[0] == states[1]
 
 
 @pytest.mark.parametrize(

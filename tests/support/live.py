@@ -62,6 +62,10 @@ class LiveServer:
         return env
 
     def start(self, timeout: float = 30.0) -> LiveServer:
+        return self.spawn().wait_healthy(timeout)
+
+    def spawn(self) -> LiveServer:
+        """Start the process without waiting (start several, then wait for each)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with (self.data_dir / "server.log").open("ab") as log:
             self.process = subprocess.Popen(
@@ -71,6 +75,11 @@ class LiveServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: kill() takes the workers too
             )
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0) -> LiveServer:
+        """Wait until the spawned server answers its health check."""
+        assert self.process is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

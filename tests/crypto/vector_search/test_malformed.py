@@ -11,6 +11,7 @@ from privaudit.crypto.vector_search import (
     EncryptedScores,
     Querier,
     SearchParameters,
+    check_vectors,
 )
 from privaudit.crypto.vector_search._wire import Kind, decode_frame, encode_frame
 from privaudit.errors import (
@@ -214,3 +215,46 @@ def test_bad_constructor_arguments() -> None:
         DataParty(party_id="p", dimension=4, max_queries_per_querier=0)
     with pytest.raises(ParameterError, match="party_id"):
         DataParty(party_id="", dimension=4)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b'{"dimension": ' + b"1" * 5000 + b"}", "not valid JSON"),  # beyond int parsing
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),  # nested too deep
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+def test_hostile_headers_are_data_errors(header: bytes, message: str) -> None:
+    blob = encode_frame(Kind.QUERY, {}, [b"x"])
+    prefix = blob[:4] + blob[4:5] + len(header).to_bytes(4, "big")
+    forged = prefix + header + blob[9 + len(b"{}") :]
+    with pytest.raises(DataError, match=message):
+        EncryptedQuery.from_bytes(forged)
+
+
+def test_query_ids_must_be_hex_digests(querier: Querier) -> None:
+    query = querier.encrypt_query(np.ones(DIMENSION))
+    for forged in (
+        EncryptedQuery("x" * 100_000, query.query_id, DIMENSION, query.ciphertext),
+        EncryptedQuery(query.context_id, "../../etc", DIMENSION, query.ciphertext),
+    ):
+        with pytest.raises(DataError, match="lowercase hex") as caught:
+            EncryptedQuery.from_bytes(forged.to_bytes())
+        assert len(str(caught.value)) < 200
+
+
+def test_long_parameter_descriptions_are_cut_in_messages() -> None:
+    with pytest.raises(ParameterError) as caught:
+        SearchParameters.from_dict({"scheme": "x" * 100_000})
+    assert len(str(caught.value)) < 400
+    described = {**SearchParameters().to_dict(), "coeff_modulus_bits": list(range(10_000))}
+    with pytest.raises(ParameterError, match="three ints") as caught:
+        SearchParameters.from_dict(described)
+    assert len(str(caught.value)) < 400
+
+
+@pytest.mark.parametrize("metric", ["cosine", "inner_product", "squared_l2"])
+def test_vectors_whose_norm_overflows_are_refused(metric: str) -> None:
+    with pytest.raises(DataError, match=r"too large|squared norm"):
+        check_vectors([[1e200, 1e200]], dimension=2, metric=metric)

@@ -46,3 +46,9 @@ def test_galois_elements_are_rotation_one_baby_step_and_conjugation() -> None:
     two_n = 2 * params.poly_modulus_degree
     assert galois_elements(384, params) == [3, pow(3, 32, two_n), two_n - 1]
     assert galois_elements(1, params) == [two_n - 1]
+
+
+def test_primes_seal_cannot_find_are_a_parameter_error() -> None:
+    # Too few 20-bit primes are 1 mod 2N at N = 32768; SEAL raises a bare RuntimeError.
+    with pytest.raises(ParameterError, match="cannot build primes"):
+        SearchParameters(poly_modulus_degree=32768, coeff_modulus_bits=(40, 20, 20), scale_bits=20)
