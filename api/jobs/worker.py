@@ -28,7 +28,11 @@ from typing import Any
 
 from privaudit.api.db import Database
 from privaudit.api.jobs import store
-from privaudit.api.jobs._process import die_with_parent, load_job_modules
+from privaudit.api.jobs._process import (
+    BUILTIN_JOB_MODULES,
+    die_with_parent,
+    load_job_modules,
+)
 from privaudit.api.jobs.kinds import JobContext, job_kinds
 from privaudit.api.settings import Settings
 from privaudit.errors import JobCancelledError, PrivauditError
@@ -57,10 +61,11 @@ class Worker:
         self.stop_event = threading.Event()
         self.running: dict[str, _Run] = {}
         # Job processes fork from a server process that has already imported the worker
-        # code and the job plugins: a job then starts in milliseconds, not in the second
-        # of CPU that a fresh interpreter needs for its imports.
+        # code, the built-in job kinds and the job plugins: a job then starts in
+        # milliseconds, not in the seconds of CPU that a fresh interpreter needs for its
+        # imports (the membership audit kind imports scipy, pydantic models, ...).
         self._spawn = multiprocessing.get_context("forkserver")
-        self._spawn.set_forkserver_preload([__name__, *settings.job_plugins])
+        self._spawn.set_forkserver_preload([__name__, *BUILTIN_JOB_MODULES, *settings.job_plugins])
         self._settings_json = settings.model_dump(mode="json")
 
     def run(self) -> None:

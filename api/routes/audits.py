@@ -40,7 +40,7 @@ from privaudit.api.routes.jobs import (
     job_event_stream,
     json_response,
 )
-from privaudit.api.routing import JSONSchemaRoute
+from privaudit.api.routing import JSONSchemaRoute, parse_json
 from privaudit.api.schemas import JobErrorOut, JobProgressOut, JobStatus
 from privaudit.api.settings import Settings
 from privaudit.api.uploads import BlobStore, MultipartLimits, PartTooLargeError, read_multipart
@@ -290,7 +290,7 @@ def _config(part: Any, settings: Settings) -> AuditConfig:
             "(and one file part per artifact the config names)"
         )
     try:
-        data = json.loads(part.text)
+        data = parse_json(part.text)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"the {CONFIG_PART!r} part is not UTF-8 JSON: {error}") from None
     config = parse_audit_config(data, source=f"the {CONFIG_PART!r} part")

@@ -60,7 +60,7 @@ from privaudit.attacks.membership._report import build_membership_report
 from privaudit.attacks.membership._rmia import RMIA
 from privaudit.attacks.membership._shadow import ShadowModelAttack
 from privaudit.attacks.membership._signals import DEFAULT_FLOOR, logit_confidence
-from privaudit.errors import DataError, ParameterError
+from privaudit.errors import DataError, LimitExceededError, ParameterError
 from privaudit.progress import StageCallback
 from privaudit.randomness import simulation_generator
 from privaudit.reports import Artifact, AuditReport, write_report
@@ -221,8 +221,6 @@ def check_audit_artifacts(
     else:
         inputs = _train_inputs(config, config.inputs)
     if max_examples is not None and inputs.n_examples > max_examples:
-        from privaudit.errors import LimitExceededError
-
         raise LimitExceededError(
             f"the audit has {inputs.n_examples} examples; the limit is {max_examples}",
             limit=max_examples,

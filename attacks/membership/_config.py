@@ -105,9 +105,10 @@ Scalar = bool | int | float | str | None
 
 
 class _Strict(BaseModel):
-    """No coercion (``"0.5"`` is not a number), no unknown keys, immutable."""
+    """No coercion (``"0.5"`` is not a number), no unknown keys, no NaN or infinity,
+    immutable."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SignalsInputs(_Strict):

@@ -111,6 +111,8 @@ def test_defaults_display_names_and_gates() -> None:
         ({"epsilon": {"threshold_selection": "bonferroni"}}, "thresholds are required"),
         ({"gates": {"max_tpr_at_fpr": {"5%": 0.1}}}, "TPRs at FPR 10%, 1%, 0.1%, 0%"),
         ({"gates": {"max_auc": 2}}, "max_auc: Input should be less than or equal to 1"),
+        ({"gates": {"max_epsilon": float("nan")}}, "max_epsilon: Input should be a finite"),
+        ({"attacks": [{"attack": "rmia", "params": {"gamma": float("inf")}}]}, "finite"),
         ({"report": {"formats": ["pdf"]}}, "unknown report format 'pdf'"),
     ],
 )
