@@ -1,14 +1,17 @@
 """Membership audits as durable jobs: the ``audit.membership`` kind and its parameters.
 
 ``POST /v1/audits`` (:mod:`privaudit.api.routes.audits`) checks the config and the
-uploaded artifacts, stores the artifacts by SHA-256 in the tenant's blob store, and
-queues this kind with :class:`AuditJobParams`: the validated config and the digest of
-each artifact. The job runs :func:`privaudit.attacks.membership.run_audit` with the
-job's own directory as the work directory, so trained models are resumable units: a
-job whose worker was lost is queued again and its next attempt skips the models
-already trained (the counts are in the result). The report is written in every
-registered format to ``{work_dir}/report/``, where ``GET /v1/audits/{id}/report``
-reads it.
+uploaded artifacts, stores the artifacts by SHA-256 in the tenant's blob store
+(:mod:`privaudit.api.blobs`), and queues this kind with :class:`AuditJobParams`: the
+validated config and the digest of each artifact. The job runs
+:func:`privaudit.attacks.membership.run_audit` with the job's own directory as the work
+directory, so trained models are resumable units: a job whose worker was lost is
+queued again and its next attempt skips the models already trained (the counts are in
+the result). The report is written in every registered format to
+``{work_dir}/report/``, where ``GET /v1/audits/{id}/report`` reads it.
+
+This module is imported by every worker's fork server, so it stays light: the audit
+capability (scipy, scikit-learn, ...) is imported by the audit job's own process.
 """
 
 from __future__ import annotations
@@ -18,10 +21,8 @@ from typing import Any
 
 from pydantic import Field
 
+from privaudit.api.blobs import BlobStore
 from privaudit.api.jobs import JobContext, JobParams, job_kind
-from privaudit.api.uploads import BlobStore
-from privaudit.attacks.membership import AuditConfig, run_audit
-from privaudit.registry import report_formats
 
 __all__ = ["AUDIT_KIND", "ArtifactRef", "AuditJobParams", "membership_audit", "report_dir"]
 
@@ -40,7 +41,10 @@ class ArtifactRef(JobParams):
 class AuditJobParams(JobParams):
     """What an audit job runs: the config and its artifacts by name."""
 
-    config: AuditConfig
+    config: dict[str, Any] = Field(
+        description="An audit config (privaudit.attacks.membership.AuditConfig, version 1), "
+        "validated by POST /v1/audits."
+    )
     artifacts: dict[str, ArtifactRef] = Field(default_factory=dict, max_length=64)
 
 
@@ -62,11 +66,15 @@ def membership_audit(context: JobContext, params: AuditJobParams) -> dict[str, A
     Stages: load inputs, train models (target and reference models, one resumable unit
     each), compute signals, run attacks, estimate epsilon, render report.
     """
-    blobs = BlobStore(context.work_dir.parent)  # the tenant's directory
     context.progress("load inputs", 0, 1)
+    from privaudit.attacks.membership import parse_audit_config, run_audit
+    from privaudit.registry import report_formats
+
+    config = parse_audit_config(params.config)
+    blobs = BlobStore(context.work_dir.parent)  # the tenant's directory
     artifacts = {name: blobs.verified(ref.sha256) for name, ref in params.artifacts.items()}
     outcome = run_audit(
-        params.config,
+        config,
         artifacts=artifacts,
         work_dir=context.work_dir,
         out_dir=report_dir(context.work_dir),

@@ -1,4 +1,4 @@
-"""Multipart uploads streamed to disk with a bound on every part, and the artifact store.
+"""Multipart uploads streamed to disk with a bound on every part.
 
 Starlette's form parser spools file parts to disk with no per-part cap, so uploads are
 parsed here with ``python-multipart``'s streaming parser: each file part goes straight
@@ -7,18 +7,13 @@ refused with :class:`PartTooLargeError` (413) the moment a part passes its limit
 without reading the rest. Text fields (the audit ``config``) are kept in memory under
 their own, smaller, limit. The whole body is also bounded by the body-size middleware.
 
-Accepted artifacts are stored content-addressed under the tenant's artifact directory,
-``{artifacts}/{tenant}/blobs/sha256/{digest}``, so an upload is stored once however
-often it is sent, and a job names its inputs by digest.
+Accepted files go to the tenant's content-addressed store (:mod:`privaudit.api.blobs`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,7 +26,6 @@ from starlette.concurrency import run_in_threadpool
 from privaudit.errors import DataError, LimitExceededError, UnsupportedFormatError
 
 __all__ = [
-    "BlobStore",
     "MultipartLimits",
     "PartTooLargeError",
     "UploadedPart",
@@ -240,53 +234,3 @@ async def read_multipart(
             if part._handle is not None:
                 part._handle.close()
     return parts
-
-
-@dataclass(frozen=True)
-class BlobStore:
-    """Content-addressed artifacts of one tenant: ``{root}/blobs/sha256/{digest}``."""
-
-    root: Path
-
-    @classmethod
-    def for_tenant(cls, artifacts_dir: Path, tenant_id: str) -> BlobStore:
-        return cls(artifacts_dir / tenant_id)
-
-    def path(self, sha256: str) -> Path:
-        """Where the blob ``sha256`` lives (whether or not it exists)."""
-        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-            raise DataError(f"not a SHA-256 hex digest: {sha256!r}")
-        return self.root / "blobs" / "sha256" / sha256
-
-    def staging(self) -> Path:
-        """A fresh staging directory for one request (remove it when done)."""
-        return self.root / "uploads" / f".staging-{uuid.uuid4().hex}"
-
-    def put(self, source: Path, sha256: str) -> Path:
-        """Move ``source`` (already hashed to ``sha256``) into the store."""
-        target = self.path(sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            source.unlink(missing_ok=True)
-        else:
-            os.replace(source, target)
-        return target
-
-    def verified(self, sha256: str) -> Path:
-        """The blob's path, after checking that its bytes still hash to ``sha256``."""
-        path = self.path(sha256)
-        digest = hashlib.sha256()
-        try:
-            with path.open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-        except FileNotFoundError:
-            raise DataError(f"artifact {sha256} is missing from the store") from None
-        if digest.hexdigest() != sha256:
-            raise DataError(f"artifact {sha256} is damaged in the store (checksum differs)")
-        return path
-
-    @staticmethod
-    def discard(staging: Path) -> None:
-        """Remove a staging directory and everything in it."""
-        shutil.rmtree(staging, ignore_errors=True)

@@ -75,6 +75,7 @@ class Worker:
         reap_every = min(self.settings.stale_after_s / 2, 10.0)
         log.info("worker %s started", self.worker_id)
         try:
+            self._warm_up()
             while not self.stop_event.is_set():
                 now = time.monotonic()
                 if now - last_reap >= reap_every:
@@ -93,6 +94,17 @@ class Worker:
         finally:
             self._shutdown()
             self.database.dispose()
+
+    def _warm_up(self) -> None:
+        """Start the fork server, and let it import the job kinds, before claiming a job.
+
+        Otherwise the first job's ``process.start()`` would wait for those imports
+        (seconds on a busy host) while the worker holds the job's lease without
+        heartbeating it, and the job could be taken for stale.
+        """
+        process = self._spawn.Process(target=_forkserver_ready, name="privaudit-warm-up")
+        process.start()
+        process.join()
 
     def _wait(self, timeout: float) -> None:
         """Sleep until a job process exits (its slot frees at once) or ``timeout``."""
@@ -191,6 +203,10 @@ class Worker:
             )
             log.info("job %s given back at shutdown -> %s", job_id, status)
         self.running.clear()
+
+
+def _forkserver_ready() -> None:
+    """The warm-up process: nothing to do once the fork server could start it."""
 
 
 def run_worker(settings_json: dict[str, Any], *, install_signals: bool = True) -> None:

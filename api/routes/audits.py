@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from privaudit.api.audits import AUDIT_KIND, ArtifactRef, AuditJobParams, report_dir
+from privaudit.api.blobs import BlobStore
 from privaudit.api.deps import DatabaseDep, SettingsDep, require_scope
 from privaudit.api.jobs import store
 from privaudit.api.jobs.batching import SubmissionWriter
@@ -43,7 +44,7 @@ from privaudit.api.routes.jobs import (
 from privaudit.api.routing import JSONSchemaRoute, parse_json
 from privaudit.api.schemas import JobErrorOut, JobProgressOut, JobStatus
 from privaudit.api.settings import Settings
-from privaudit.api.uploads import BlobStore, MultipartLimits, PartTooLargeError, read_multipart
+from privaudit.api.uploads import MultipartLimits, PartTooLargeError, read_multipart
 from privaudit.attacks.membership import (
     AuditConfig,
     check_audit_artifacts,
@@ -260,7 +261,9 @@ async def submit_audit(
             )
     finally:
         await run_in_threadpool(BlobStore.discard, staging)
-    params = AuditJobParams(config=config, artifacts=references).model_dump(mode="json")
+    params = AuditJobParams(config=config.model_dump(mode="json"), artifacts=references).model_dump(
+        mode="json"
+    )
     size = len(json.dumps(params))
     if size > settings.max_params_bytes:
         raise LimitExceededError(
