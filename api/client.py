@@ -5,13 +5,14 @@ session's protocol from the public parameters the server publishes, randomizes t
 users' values locally (secure randomness by default: raw values never leave the
 machine), and posts the reports in batches, each under its own idempotency key, so a
 retry after a timeout or a server restart is never counted twice.
+:class:`StreamClient` appends items to a continual-release stream the same way.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 import httpx
 import numpy as np
@@ -22,7 +23,15 @@ from privaudit.errors import PrivauditError
 from privaudit.mechanisms.ldp import FrequencyOracle
 from privaudit.randomness import RandomSource
 
-__all__ = ["LDPCollector", "ServiceClient", "ServiceError", "http_client", "problem_of"]
+__all__ = [
+    "ClientOptions",
+    "LDPCollector",
+    "ServiceClient",
+    "ServiceError",
+    "StreamClient",
+    "http_client",
+    "problem_of",
+]
 
 
 class ServiceError(PrivauditError):
@@ -40,10 +49,42 @@ class ServiceError(PrivauditError):
         self.problem = problem
 
 
+class ClientOptions(TypedDict, total=False):
+    """How a client talks to the service (keyword arguments of the stream client)."""
+
+    retries: int
+    """Attempts per batch on transport errors and 5xx answers (default 5)."""
+    timeout_s: float
+    """Seconds before a request times out (default 60)."""
+    transport: httpx.BaseTransport | None
+    """An httpx transport (tests, proxies); the default one when omitted."""
+
+
 class ServiceClient:
     """Base of the clients: one HTTP connection pool with the API key, closed on exit."""
 
     _http: httpx.Client
+    retries: int = 5
+
+    def _retrying(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Send a request that is safe to repeat (it carries an idempotency key),
+        retried with backoff on transport errors and 5xx answers."""
+        delay = 0.2
+        for attempt in range(self.retries):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError:
+                if attempt == self.retries - 1:
+                    raise
+            else:
+                if response.status_code < 400:
+                    result: dict[str, Any] = response.json()
+                    return result
+                if response.status_code < 500 or attempt == self.retries - 1:
+                    raise ServiceError(response.status_code, problem_of(response))
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send a request; a problem answer (status >= 400) raises :class:`ServiceError`."""
@@ -199,6 +240,137 @@ class LDPCollector(ServiceClient):
         """The session's current estimate (frequencies, standard errors, n)."""
         params = {"postprocess": postprocess} if postprocess else None
         return self._json("GET", f"/v1/ldp/sessions/{self.session_id}/estimate", params=params)
+
+
+class StreamClient(ServiceClient):
+    """Append items to one continual-release stream of a privaudit service.
+
+    The service keeps the counter and its noise; the client sends items in batches and
+    gets one private running sum per item. Each batch carries an idempotency key, and
+    a batch that fails with a transport error or a 5xx answer is sent again under the
+    same key, so an item is never counted twice and a retried batch gets back the
+    releases first computed for it (never fresh noise).
+
+    Parameters
+    ----------
+    base_url, api_key
+        The service and a key with the ``streams:write`` and ``streams:read`` scopes.
+    stream_id
+        An existing stream; see :meth:`create` to start one.
+    **options
+        ``retries`` (attempts per batch on transport errors and 5xx answers, under the
+        same idempotency key), ``timeout_s``, ``transport``: see :class:`ClientOptions`.
+
+    Examples
+    --------
+    >>> stream = StreamClient.create(  # doctest: +SKIP
+    ...     base_url="http://127.0.0.1:8000", api_key=key,
+    ...     mechanism="continual.honaker", horizon=1024, noise_multiplier=2.0,
+    ... )
+    >>> stream.push_many([1.0, 0.0, 0.5])  # doctest: +SKIP
+    [1.83, -0.41, 2.27]
+    """
+
+    def __init__(
+        self, *, base_url: str, api_key: str, stream_id: str, **options: Unpack[ClientOptions]
+    ) -> None:
+        self.retries = options.get("retries", 5)
+        self._http = http_client(
+            base_url,
+            api_key,
+            timeout_s=options.get("timeout_s", 60.0),
+            transport=options.get("transport"),
+        )
+        self.stream_id = stream_id
+        try:
+            self.stream = self.info(limit=0)
+        except BaseException:
+            self._http.close()
+            raise
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        base_url: str,
+        api_key: str,
+        mechanism: str,
+        horizon: int,
+        epsilon: float | None = None,
+        noise_multiplier: float | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> StreamClient:
+        """Create a stream on the service and return a client for it."""
+        body: dict[str, Any] = {"mechanism": mechanism, "horizon": horizon}
+        if epsilon is not None:
+            body["epsilon"] = epsilon
+        if noise_multiplier is not None:
+            body["noise_multiplier"] = noise_multiplier
+        created = _create(base_url, api_key, "/v1/streams", body, options)
+        return cls(base_url=base_url, api_key=api_key, stream_id=created["id"], **options)
+
+    def append(self, items: npt.ArrayLike, *, key: str | None = None) -> dict[str, Any]:
+        """Append one batch under ``key`` (a fresh one by default); the service's answer,
+        with ``releases`` (one ``{t, value, standard_error}`` per item) and ``duplicate``."""
+        values = np.asarray(items, dtype=float).ravel().tolist()
+        return self._retrying(
+            "POST",
+            f"/v1/streams/{self.stream_id}/items",
+            json={"items": values},
+            headers={"Idempotency-Key": key or uuid.uuid4().hex},
+        )
+
+    def push_many(
+        self, items: npt.ArrayLike, *, batch_size: int = 1000, batch_prefix: str | None = None
+    ) -> list[float]:
+        """Append ``items`` in batches; return their releases, in order.
+
+        ``batch_prefix`` names the batches (``prefix-0``, ``prefix-1``, ...): send the
+        same items again with the same prefix after a failure, and the batches the
+        service already applied answer with their first releases instead of counting
+        twice.
+        """
+        values = np.asarray(items, dtype=float).ravel()
+        prefix = batch_prefix or uuid.uuid4().hex
+        releases: list[float] = []
+        for index, start in enumerate(range(0, values.size, batch_size)):
+            batch = self.append(values[start : start + batch_size], key=f"{prefix}-{index}")
+            releases.extend(release["value"] for release in batch["releases"])
+        return releases
+
+    def info(self, *, after: int = 0, limit: int | None = None) -> dict[str, Any]:
+        """The stream now: parameters, guarantee, error, items, and releases with t > after."""
+        params: dict[str, int] = {"after": after}
+        if limit is not None:
+            params["limit"] = limit
+        return self._json("GET", f"/v1/streams/{self.stream_id}", params=params)
+
+    def releases(self) -> list[dict[str, Any]]:
+        """Every release so far (``{t, value, standard_error}``), reading page by page."""
+        found: list[dict[str, Any]] = []
+        after: int | None = 0
+        while after is not None:
+            page = self.info(after=after, limit=1000)
+            found.extend(page["releases"])
+            after = page["next_after"]
+        return found
+
+
+def _create(
+    base_url: str, api_key: str, path: str, body: dict[str, Any], options: ClientOptions
+) -> dict[str, Any]:
+    """POST a new resource once (creating is not idempotent: no retries)."""
+    with http_client(
+        base_url,
+        api_key,
+        timeout_s=options.get("timeout_s", 60.0),
+        transport=options.get("transport"),
+    ) as client:
+        response = client.post(path, json=body)
+    if response.status_code >= 400:
+        raise ServiceError(response.status_code, problem_of(response))
+    result: dict[str, Any] = response.json()
+    return result
 
 
 def http_client(

@@ -183,18 +183,32 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 @contextmanager
-def immediate_transaction(database: Database) -> Iterator[Connection]:
+def immediate_transaction(database: Database, *, durable: bool = False) -> Iterator[Connection]:
     """A transaction that holds the write lock from its start.
 
     On SQLite this is ``BEGIN IMMEDIATE``, so two workers cannot both read the same
-    queued job before either writes. On PostgreSQL row locks (``FOR UPDATE SKIP
-    LOCKED`` in the statement) do the same job and this is a plain transaction.
+    queued job before either writes. On PostgreSQL row locks (``FOR UPDATE`` in the
+    statement) do the same job and this is a plain transaction.
+
+    ``durable=True`` makes the commit survive a power loss, not only a crash of the
+    process: SQLite's ``synchronous=NORMAL`` (the default here) may lose the last
+    commits to an operating-system crash, so this transaction runs with
+    ``synchronous=FULL`` (the write-ahead log is synced at commit). PostgreSQL commits
+    durably already.
     """
     with database.writer_turn(), database.engine.connect() as connection:
+        raw: Any = None
         if database.is_sqlite:
             connection.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
-        with connection.begin():
-            yield connection
+            if durable:  # outside any transaction: the pragma is refused inside one
+                raw = connection.connection.driver_connection
+                raw.execute("PRAGMA synchronous=FULL")
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA synchronous=NORMAL")
 
 
 def upgrade_schema(database: Database) -> None:

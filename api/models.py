@@ -32,6 +32,9 @@ __all__ = [
     "Job",
     "LdpBatch",
     "LdpSession",
+    "Stream",
+    "StreamBatch",
+    "StreamRelease",
     "Tenant",
     "VectorBatch",
     "VectorCollection",
@@ -239,3 +242,59 @@ class VectorQueryCount(Base):
         ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
     )
     used: Mapped[int] = mapped_column(BigInteger)
+
+
+class Stream(Base):
+    """A continual-release counter: its parameters and its state (exact sums and the noise
+    already released), updated in one transaction with each batch of items.
+
+    ``state`` is the JSON of :class:`privaudit.mechanisms.continual.CounterState`, kept
+    as text so every float reads back bit for bit on every backend. It is as sensitive
+    as the items (it holds exact sums) and is never sent to a client. ``version`` counts
+    the updates; an update applies only to the version it read.
+    """
+
+    __tablename__ = "streams"
+    __table_args__ = (Index("ix_streams_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    mechanism: Mapped[str] = mapped_column(String(64))
+    horizon: Mapped[int] = mapped_column(BigInteger)
+    epsilon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    noise_multiplier: Mapped[float | None] = mapped_column(Float, nullable=True)
+    items: Mapped[int] = mapped_column(BigInteger)
+    batches: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StreamBatch(Base):
+    """One applied batch of items, by its idempotency key: a retry gets the same releases."""
+
+    __tablename__ = "stream_batches"
+    __table_args__ = (
+        UniqueConstraint("stream_id", "idempotency_key", name="uq_stream_batches_stream_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stream_id: Mapped[str] = mapped_column(ForeignKey("streams.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    items_sha256: Mapped[str] = mapped_column(String(64))
+    first_t: Mapped[int] = mapped_column(BigInteger)
+    n: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StreamRelease(Base):
+    """The private running sum released after item ``t`` (one row per item, never rewritten)."""
+
+    __tablename__ = "stream_releases"
+
+    stream_id: Mapped[str] = mapped_column(
+        ForeignKey("streams.id", ondelete="CASCADE"), primary_key=True
+    )
+    t: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)

@@ -37,6 +37,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_configuration": 500,
     "did_not_converge": 422,
     "job_cancelled": 409,
+    "work_unit_failed": 500,
 }
 
 # Codes the service itself adds to the kernel's (HTTP-only situations).

@@ -65,6 +65,25 @@ class Settings(BaseSettings):
     ldp_max_reports_per_batch: int = Field(
         default=1_000_000, ge=1, description="Most reports in one posted LDP batch."
     )
+    stream_max_horizon: int = Field(
+        default=1 << 24,
+        ge=1,
+        le=1 << 24,
+        description="Largest horizon T of a continual-release stream (at most 2^24).",
+    )
+    stream_max_items_per_batch: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000,
+        description="Most items in one batch appended to a stream.",
+    )
+    stream_max_state_numbers: int = Field(
+        default=1 << 15,
+        ge=64,
+        le=1 << 22,
+        description="Most numbers a stream's stored state may reach over its horizon; "
+        "larger (mechanism, horizon) pairs are refused at creation.",
+    )
     estimate_max_scores: int = Field(
         default=1_000_000, ge=1, description="Most scores in one POST /v1/estimates/epsilon."
     )

@@ -1,6 +1,6 @@
-"""Continual counters: largest variance, stream speed, and the Toeplitz counter's cost.
+"""Continual release: counters' variance, stream speed, Toeplitz cost; MaxSum/SumSelect.
 
-Three sections, each printed as a table:
+Four sections, each printed as a table:
 
 1. **variance**: the largest per-step variance over a horizon T in {2^10, 2^16, 2^20}
    of ``BinaryTreeCounter``, ``HonakerCounter`` and ``MatrixFactorizationCounter``
@@ -16,6 +16,21 @@ Three sections, each printed as a table:
    ``--toeplitz-budget`` seconds; the per-push time is linear in t (two dot products of
    length t), so a least-squares line through the measured pushes extrapolates the
    cost of ``--steps`` pushes (marked ``~``). Memory: the bytes of its arrays.
+4. **selection**: ``MaxSum`` and ``SumSelect`` [JRSS23] over T in {2^10, 2^14, 2^18}
+   and d in {1, 16, 256} (ε = 1, δ = 10^-6), each strategy forced (``counters``,
+   ``sparse-vector``) and ``auto``'s pick marked: the stated ``error_bound(0.05)``, the
+   measured largest error over all steps (worst of ``--selection-reps`` runs), and
+   steps/s of ``push_many`` (secure ChaCha20 noise). The streams are adversarial:
+   for MaxSum every column counts at every step except one, which stalls for a block
+   of T/8 steps, block after block (the max grows at every step, the most refreshes a
+   sparse-vector schedule can be made to need); for SumSelect two groups of columns
+   ({0} and the rest) race, each overtaking the other by T/8 in turn (whichever column
+   is held falls behind by up to T/8). The anchor is the batch baseline in the same run: one
+   release at the end, ``M(T) + ξ`` with ξ discrete Laplace of scale 1/ε (MaxSum), or
+   report noisy max of scale 2/ε (SumSelect), ε-DP with error ``O(1/ε)``
+   (``O(log(d)/ε)``); the ratio continual/batch shows the price of continual release
+   (``Õ(T^{1/3})`` for the sparse vector). Counters draw ``T·d`` noise values, so
+   cells with ``T·d > --counters-draws`` (2^19) are not run and show the bound only.
 
 Run from the repository root::
 
@@ -48,8 +63,12 @@ from privaudit.mechanisms.continual import (
     ContinualCounter,
     HonakerCounter,
     MatrixFactorizationCounter,
+    MaxSum,
+    SumSelect,
+    discrete_laplace,
     sqrt_toeplitz_coefficients,
 )
+from privaudit.mechanisms.continual._tails import laplace_max_bound
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "results" / "continual.json"
@@ -247,12 +266,211 @@ def section_toeplitz(steps: int, budget: float, seed: int) -> dict[str, Any]:
     return result
 
 
+SELECTION_HORIZONS = (2**10, 2**14, 2**18)
+SELECTION_COLUMNS = (1, 16, 256)
+SELECTION_EPSILON, SELECTION_DELTA, SELECTION_BETA = 1.0, 1e-6, 0.05
+BATCH_GRID_BITS = 16  # the baseline's discrete Laplace runs on the grid 2^-16
+
+
+def racing_stream(T: int, d: int) -> np.ndarray:  # noqa: N803
+    """Column 0 races the other columns (which move together): first column 0 alone
+    for T/8 steps, then the others alone for T/4 (overtaking by T/8), then column 0
+    alone for T/4, and so on (with d = 1, column 0 alone: SumSelect is then exact)."""
+    block = max(1, T // 8)
+    phase = np.maximum(0, np.arange(T) + block) // (2 * block)  # 0 for the first block
+    zero_leads = phase % 2 == 0
+    stream = np.zeros((T, d), dtype=np.int8)
+    stream[zero_leads, 0] = 1
+    stream[~zero_leads, 1:] = 1
+    return stream
+
+
+def stalling_stream(T: int, d: int) -> np.ndarray:  # noqa: N803
+    """Ones everywhere, except that in block b (of T/8 steps) column (b - 1) mod d
+    stalls (with d = 1 the single column stalls every other block)."""
+    stream = np.ones((T, d), dtype=np.int8)
+    block = max(1, T // 8)
+    steps = np.arange(block, T)
+    if d == 1:
+        stream[steps[(steps // block) % 2 == 1], 0] = 0
+    else:
+        stream[steps, (steps // block - 1) % d] = 0
+    return stream
+
+
+def batch_baseline(
+    task: str, sums: np.ndarray, reps: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """One ε-DP release at the end: (the 95th percentile of its error over ``reps``
+    runs, the stated bound at β = 0.05, which it should not exceed)."""
+    unit = 2.0**-BATCH_GRID_BITS
+    final = sums.astype(np.int64)
+    if task == "max":  # M(T) + ξ, ξ discrete Laplace of scale 1/ε (sensitivity 1)
+        scale = int(np.ceil(2**BATCH_GRID_BITS / SELECTION_EPSILON))
+        errors = np.abs(discrete_laplace(rng, scale, reps)) * unit
+        bound = laplace_max_bound(scale, 1, SELECTION_BETA) * unit
+        return float(np.quantile(errors, 1 - SELECTION_BETA)), bound
+    # report noisy max under replacement: scale 2/ε, error <= 2·max|Z| over d draws
+    scale = int(np.ceil(2 * 2**BATCH_GRID_BITS / SELECTION_EPSILON))
+    gaps = []
+    for _ in range(reps):
+        noisy = (final << BATCH_GRID_BITS) + discrete_laplace(rng, scale, final.size)
+        gaps.append(float(final.max() - final[int(np.argmax(noisy))]))
+    bound = 2 * laplace_max_bound(scale, final.size, SELECTION_BETA) * unit
+    return float(np.quantile(gaps, 1 - SELECTION_BETA)), bound
+
+
+def selection_row(
+    cls: type[MaxSum | SumSelect],
+    strategy: str,
+    stream: np.ndarray,
+    reps: int,
+    counters_draws: int,
+) -> dict[str, Any]:
+    T, d = stream.shape  # noqa: N806
+    kwargs = {"d": d, "horizon": T, "epsilon": SELECTION_EPSILON, "delta": SELECTION_DELTA}
+    mech = cls(**kwargs, strategy=strategy)  # type: ignore[arg-type]  # secure noise
+    row: dict[str, Any] = {
+        "task": "MaxSum" if cls is MaxSum else "SumSelect",
+        "T": T,
+        "d": d,
+        "strategy": strategy,
+        "bound": mech.error_bound(SELECTION_BETA),
+        "max_refreshes": mech.max_refreshes,
+        "threshold": mech.threshold,
+        "guarantee": mech.guarantee.to_dict(),
+    }
+    draws = T * d if strategy == "counters" else T
+    if draws > counters_draws:
+        row.update(measured=None, seconds=None, steps_per_s=None, refreshes=None)
+        return row
+    reps = reps if draws <= 2**16 else 1
+    sums = np.cumsum(stream, axis=0, dtype=np.int64)
+    maxima = sums.max(axis=1)
+    worst, seconds, refreshes = 0.0, [], []
+    for rep in range(reps):
+        if rep:
+            mech = cls(**kwargs, strategy=strategy)  # type: ignore[arg-type]
+        start = time.perf_counter()
+        out = mech.push_many(stream)
+        seconds.append(time.perf_counter() - start)
+        if cls is MaxSum:
+            error = float(np.abs(out - maxima).max())
+        else:
+            error = float((maxima - sums[np.arange(T), out]).max())
+        worst = max(worst, error)
+        refreshes.append(mech.refreshes)
+    best = min(seconds)
+    row.update(
+        measured=worst,
+        seconds=best,
+        steps_per_s=T / best,
+        refreshes=max(refreshes),
+    )
+    return row
+
+
+def section_selection(
+    horizons: tuple[int, ...],
+    columns: tuple[int, ...],
+    reps: int,
+    counters_draws: int,
+    seed: int,
+) -> dict[str, Any]:
+    rng = simulation_generator(seed)
+    rows: list[dict[str, Any]] = []
+    baselines: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for T in horizons:  # noqa: N806
+        for d in columns:
+            for cls, task in ((MaxSum, "max"), (SumSelect, "select")):
+                stream = stalling_stream(T, d) if task == "max" else racing_stream(T, d)
+                final = np.cumsum(stream, axis=0, dtype=np.int64)[-1]
+                auto = cls(
+                    d=d, horizon=T, epsilon=SELECTION_EPSILON, delta=SELECTION_DELTA
+                ).strategy
+                batch_measured, batch_bound = batch_baseline(task, final, 200, rng)
+                baselines.append(
+                    {
+                        "task": task,
+                        "T": T,
+                        "d": d,
+                        "batch_bound": batch_bound,
+                        "batch_p95": batch_measured,
+                    }
+                )
+                for strategy in ("counters", "sparse-vector"):
+                    row = selection_row(cls, strategy, stream, reps, counters_draws)
+                    row.update(
+                        auto=strategy == auto,
+                        batch_bound=batch_bound,
+                        batch_p95=batch_measured,
+                        stream="stalling" if task == "max" else "racing",
+                    )
+                    rows.append(row)
+    elapsed = time.perf_counter() - started
+    table = Table(
+        title=(
+            f"MaxSum / SumSelect, ε = {SELECTION_EPSILON:g}, δ = {SELECTION_DELTA:g}: largest "
+            "error over all steps (adversarial streams) vs the batch baseline (one release)"
+        )
+    )
+    for column in (
+        "task",
+        "T",
+        "d",
+        "strategy",
+        "bound (β=0.05)",
+        "measured",
+        "measured/bound",
+        "refreshes/K",
+        "batch: bound, p95",
+        "measured/batch bound",
+        "steps/s",
+    ):
+        table.add_column(column, justify="right")
+    for row in rows:
+        measured = row["measured"]
+        k = row["max_refreshes"]
+        table.add_row(
+            row["task"],
+            f"2^{row['T'].bit_length() - 1}",
+            str(row["d"]),
+            row["strategy"] + (" *" if row["auto"] else ""),
+            f"{row['bound']:.0f}",
+            "not run" if measured is None else f"{measured:.0f}",
+            "" if measured is None else f"{measured / row['bound']:.2f}",
+            "" if k is None or row["refreshes"] is None else f"{row['refreshes']}/{k}",
+            f"{row['batch_bound']:.1f}, {row['batch_p95']:.1f}",
+            "" if measured is None else f"{measured / row['batch_bound']:.0f}x",
+            "" if row["steps_per_s"] is None else f"{row['steps_per_s']:,.0f}",
+        )
+    console.print(table)
+    console.print(
+        "* = the strategy auto picks. Not run: more than "
+        f"{counters_draws:,} noise draws (counters draw T·d, the sparse vector T). "
+        f"Section time: {elapsed:.0f} s"
+    )
+    return {
+        "epsilon": SELECTION_EPSILON,
+        "delta": SELECTION_DELTA,
+        "beta": SELECTION_BETA,
+        "reps": reps,
+        "counters_draws_limit": counters_draws,
+        "rows": rows,
+        "batch": baselines,
+        "seconds": elapsed,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=float, default=1e6)
     parser.add_argument("--toeplitz-budget", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sections", default="variance,stream,toeplitz")
+    parser.add_argument("--sections", default="variance,stream,toeplitz,selection")
+    parser.add_argument("--selection-reps", type=int, default=3)
+    parser.add_argument("--counters-draws", type=float, default=2**19)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
@@ -275,6 +493,14 @@ def main(argv: list[str] | None = None) -> int:
         document["stream"] = section_stream(steps, args.seed)
     if "toeplitz" in sections:
         document["toeplitz"] = section_toeplitz(steps, budget, args.seed)
+    if "selection" in sections:
+        document["selection"] = section_selection(
+            SELECTION_HORIZONS[:2] if args.quick else SELECTION_HORIZONS,
+            SELECTION_COLUMNS[:2] if args.quick else SELECTION_COLUMNS,
+            1 if args.quick else args.selection_reps,
+            int(args.counters_draws),
+            args.seed,
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=2) + "\n")
     console.print(f"wrote {args.output}")

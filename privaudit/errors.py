@@ -24,7 +24,8 @@ Hierarchy (stable code in brackets; each class's docstring says when it is raise
     ├── MissingDependencyError(ImportError) [missing_dependency]
     ├── ConfigurationError                  [bad_configuration]
     ├── ConvergenceError                    [did_not_converge]
-    └── JobCancelledError                   [job_cancelled]
+    ├── JobCancelledError                   [job_cancelled]
+    └── WorkUnitError                       [work_unit_failed]
 
 Every error message says what was given, what is allowed, and how to fix it.
 
@@ -58,6 +59,7 @@ __all__ = [
     "PermissionDeniedError",
     "PrivauditError",
     "UnsupportedFormatError",
+    "WorkUnitError",
     "all_error_classes",
 ]
 
@@ -182,6 +184,17 @@ class JobCancelledError(PrivauditError):
 
     code = "job_cancelled"
     title = "Job cancelled"
+
+
+class WorkUnitError(PrivauditError):
+    """A work unit failed on an executor's worker (its function raised, or its worker died).
+
+    ``details`` has the unit's ``index``, the exception's type (``error_type``), and
+    the worker's traceback (``remote_traceback``) when there is one.
+    """
+
+    code = "work_unit_failed"
+    title = "Work unit failed"
 
 
 def all_error_classes() -> list[type[PrivauditError]]:

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
-from live import LiveServer, free_port
+from live import LiveServer, create_postgres_database, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -46,28 +45,20 @@ def tenant_b_key(server: LiveServer) -> str:
     return server.create_key("tenant-b")
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database for one test's server: SQLite (the default, "") or PostgreSQL."""
+    if request.param == "sqlite":
+        return ""  # a SQLite file in the server's data dir
+    return create_postgres_database(request.getfixturevalue("postgres_url"), "test")
+
+
 def _postgres_bin() -> Path | None:
     for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (candidate / "initdb").exists():
             return candidate
     found = shutil.which("initdb")
     return Path(found).parent if found else None
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """A fresh database for one server: SQLite (the empty URL) or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return ""
-    import psycopg
-
-    url: str = request.getfixturevalue("postgres_url")
-    name = f"db_{int(time.time() * 1e6)}"
-    with psycopg.connect(
-        url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
-    ) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    return url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(scope="session")

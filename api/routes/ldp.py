@@ -25,6 +25,7 @@ from privaudit.api.deps import DatabaseDep, SettingsDep, require_scope
 from privaudit.api.keys import Principal, register_scope
 from privaudit.api.models import LdpBatch, LdpSession
 from privaudit.api.routes._responses import problems
+from privaudit.api.routes._tenancy import load_owned
 from privaudit.api.routing import JSONSchemaRoute
 from privaudit.api.schemas import StrictRequest
 from privaudit.errors import ConflictError, DataError, NotFoundError, ParameterError
@@ -179,13 +180,7 @@ def _session_out(row: Any, oracle: FrequencyOracle) -> LdpSessionOut:
 
 
 def _load(connection: Connection, tenant_id: str, session_id: str, *, lock: bool = False) -> Any:
-    query = select(LdpSession).where(LdpSession.id == session_id, LdpSession.tenant_id == tenant_id)
-    if lock:
-        query = query.with_for_update()
-    row = connection.execute(query).first()
-    if row is None:
-        raise NotFoundError(f"no LDP session {session_id!r} in this tenant")
-    return row[0] if hasattr(row[0], "id") else row
+    return load_owned(connection, LdpSession, tenant_id, session_id, what="LDP session", lock=lock)
 
 
 def _oracle_of(row: Any) -> FrequencyOracle:

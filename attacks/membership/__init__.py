@@ -26,6 +26,12 @@ balanced accuracy and advantage, each with its member and non-member counts.
 :func:`run_digits_demo` audits a random forest on scikit-learn's digits end to end;
 ``privaudit audit --demo`` runs it from the command line.
 
+Reference models are trained from a *recipe* (:class:`SklearnRecipe`,
+:class:`TorchRecipe`; registered by trainer name in :data:`trainers`) as resumable
+work units: a :class:`ReferenceTrainingPlan` fixes seed, models, data and recipe, and
+:func:`run_reference_training` trains the units not yet done in a working directory on
+an executor (:mod:`privaudit.executor`).
+
 An audit can also be described as data: :class:`AuditConfig` (strict, versioned; read
 from YAML with :func:`load_audit_config`) names the inputs (precomputed signals, or
 models trained here with a recipe), the attacks, K, the seed, ε and the gates;
@@ -53,6 +59,7 @@ from privaudit.attacks.membership._config import (
 )
 from privaudit.attacks.membership._digits_demo import (
     DEMO_ATTACKS,
+    DIGITS_RECIPE,
     DigitsDemoResult,
     digits_forest,
     digits_keep_matrix,
@@ -70,6 +77,24 @@ from privaudit.attacks.membership._metrics import (
     roc_auc,
     roc_curve,
 )
+from privaudit.attacks.membership._recipes import (
+    SklearnRecipe,
+    TorchRecipe,
+    TrainingRecipe,
+    architectures,
+    recipe_from_config,
+    sklearn_estimators,
+    trainers,
+    warm_up_torch,
+)
+from privaudit.attacks.membership._reference_training import (
+    ReferenceTrainingPlan,
+    ReferenceTrainingResult,
+    dataset_fingerprint,
+    reference_keep_matrix,
+    run_reference_training,
+    train_reference_unit,
+)
 from privaudit.attacks.membership._report import BLACK_BOX_THREAT_MODEL, build_membership_report
 from privaudit.attacks.membership._rmia import RMIA
 from privaudit.attacks.membership._shadow import ShadowModelAttack
@@ -85,6 +110,7 @@ __all__ = [
     "CONFIG_VERSION",
     "DEFAULT_FPR_LIMITS",
     "DEMO_ATTACKS",
+    "DIGITS_RECIPE",
     "RMIA",
     "STAGES",
     "AttackSpec",
@@ -96,12 +122,19 @@ __all__ = [
     "LossAttack",
     "MembershipAttack",
     "MembershipMetrics",
+    "ReferenceTrainingPlan",
+    "ReferenceTrainingResult",
     "RocCurve",
     "ShadowModelAttack",
+    "SklearnRecipe",
+    "TorchRecipe",
     "TprAtFpr",
+    "TrainingRecipe",
+    "architectures",
     "build_attack",
     "build_membership_report",
     "check_audit_artifacts",
+    "dataset_fingerprint",
     "digits_forest",
     "digits_keep_matrix",
     "load_audit_config",
@@ -111,11 +144,18 @@ __all__ = [
     "membership_metrics",
     "parse_audit_config",
     "read_npz",
+    "recipe_from_config",
+    "reference_keep_matrix",
     "roc_auc",
     "roc_curve",
     "run_audit",
     "run_digits_demo",
+    "run_reference_training",
+    "sklearn_estimators",
     "sniff_format",
     "train_digits_unit",
+    "train_reference_unit",
+    "trainers",
     "true_label_probability",
+    "warm_up_torch",
 ]

@@ -3,9 +3,11 @@
 The data never leaves the machine (``sklearn.datasets.load_digits`` ships in the wheel).
 Models are trained LiRA style [CCN22]_: a keep matrix drawn from one seed decides,
 for each of the ``K + 1`` models, which half of the examples it trains on; model 0 is
-the target and models ``1..K`` the reference models. Training model ``i`` is the pure
-function :func:`train_digits_unit` of ``(seed, i)``, so each model can become an
-independent, resumable work unit.
+the target and models ``1..K`` the reference models. All ``K + 1`` models are one
+:class:`ReferenceTrainingPlan` of the recipe :data:`DIGITS_RECIPE`, trained as
+resumable work units by :func:`run_reference_training` (in this process by default, or
+on any executor). :func:`train_digits_unit` is model ``i`` alone, a pure function of
+``(seed, i)``.
 
 References
 ----------
@@ -15,8 +17,11 @@ References
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,17 +31,26 @@ from privaudit.attacks.membership._base import MembershipAttack
 from privaudit.attacks.membership._lira import LiRA
 from privaudit.attacks.membership._loss import LossAttack
 from privaudit.attacks.membership._metrics import MembershipMetrics, membership_metrics
+from privaudit.attacks.membership._recipes import SklearnRecipe
+from privaudit.attacks.membership._reference_training import (
+    ReferenceTrainingPlan,
+    reference_keep_matrix,
+    run_reference_training,
+    unit_seed,
+)
 from privaudit.attacks.membership._report import build_membership_report
 from privaudit.attacks.membership._rmia import RMIA
 from privaudit.attacks.membership._shadow import ShadowModelAttack
 from privaudit.attacks.membership._signals import logit_confidence
 from privaudit.errors import MissingDependencyError, ParameterError
+from privaudit.executor import Executor, SerialExecutor
 from privaudit.progress import ProgressCallback
 from privaudit.randomness import simulation_generator
 from privaudit.reports import Artifact, AuditReport, Gate
 
 __all__ = [
     "DEMO_ATTACKS",
+    "DIGITS_RECIPE",
     "DigitsDemoResult",
     "digits_forest",
     "digits_keep_matrix",
@@ -52,6 +66,9 @@ SIGNAL_FLOOR = 0.5 / N_TREES
 trees outputs multiples of 1/N_TREES, often exactly 1; the floor keeps the signal of a
 unanimous forest one half-vote beyond the most confident split vote instead of at an
 arbitrary ±27.6."""
+
+DIGITS_RECIPE = SklearnRecipe(estimator="random_forest", params={"n_estimators": N_TREES})
+"""The recipe of every model of the demo: a random forest of :data:`N_TREES` trees."""
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
@@ -71,11 +88,9 @@ def digits_keep_matrix(*, n_models: int, n_examples: int, seed: int) -> np.ndarr
     ``keep[k, i]`` is true when example ``i`` is in model ``k``'s training set. As in
     the authors' ``train.py``, the matrix is the rank of uniform draws per example,
     so every model gets about half of the examples and every example is a member of
-    the same number of models.
+    the same number of models (:func:`reference_keep_matrix`, as a writable copy).
     """
-    rng = simulation_generator(np.random.SeedSequence([seed, 0]))
-    ranks = rng.random((n_models, n_examples)).argsort(axis=0).argsort(axis=0)
-    return np.asarray(ranks < n_models // 2)
+    return reference_keep_matrix(n_models=n_models, n_examples=n_examples, seed=seed).copy()
 
 
 def digits_forest(seed: int, index: int, *, n_models: int) -> Any:
@@ -85,26 +100,23 @@ def digits_forest(seed: int, index: int, *, n_models: int) -> Any:
     :func:`digits_keep_matrix` and the forest's randomness from ``(seed, 1, index)``.
     Returns the fitted ``sklearn.ensemble.RandomForestClassifier``.
     """
-    from sklearn.ensemble import RandomForestClassifier
-
     features, labels = _digits()
-    keep = digits_keep_matrix(n_models=n_models, n_examples=labels.size, seed=seed)
-    forest_seed = np.random.SeedSequence([seed, 1, index]).generate_state(1)[0]
-    forest = RandomForestClassifier(n_estimators=N_TREES, random_state=int(forest_seed), n_jobs=1)
+    keep = reference_keep_matrix(n_models=n_models, n_examples=labels.size, seed=seed)
+    forest = DIGITS_RECIPE.build(unit_seed(seed, index))
     return forest.fit(features[keep[index]], labels[keep[index]])
 
 
 def train_digits_unit(seed: int, index: int, *, n_models: int) -> np.ndarray:
     """Train model ``index`` of the audit and return its class probabilities ``(n, 10)``.
 
-    The work unit of the demo: a pure function of ``(seed, index, n_models)``
-    (see :func:`digits_forest`).
+    A pure function of ``(seed, index, n_models)``: what unit ``index`` of the demo's
+    :class:`ReferenceTrainingPlan` computes (see :func:`digits_forest`).
     """
     features, labels = _digits()
-    forest = digits_forest(seed, index, n_models=n_models)
-    probabilities = np.zeros((labels.size, 10))
-    probabilities[:, forest.classes_] = forest.predict_proba(features)
-    return probabilities
+    keep = reference_keep_matrix(n_models=n_models, n_examples=labels.size, seed=seed)
+    return DIGITS_RECIPE.fit_predict(
+        features, labels, keep[index], seed=unit_seed(seed, index), n_classes=10
+    )
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,8 @@ class DigitsDemoResult:
         :func:`build_membership_report`).
     keep
         The keep matrix ``(K + 1, n)``; ``keep[0]`` is the target's membership.
+    n_trained, n_skipped
+        Models this run trained, and models it found already trained in ``workdir``.
     """
 
     metrics: dict[str, MembershipMetrics]
@@ -140,6 +154,8 @@ class DigitsDemoResult:
     keep: np.ndarray = field(
         default_factory=lambda: np.zeros((0, 0), dtype=bool), repr=False, compare=False
     )
+    n_trained: int = 0
+    n_skipped: int = 0
 
     def table(self) -> str:
         """A plain-text table: AUC, TPR at 10/1/0.1/0% FPR, balanced accuracy, time."""
@@ -233,6 +249,7 @@ class DigitsDemoResult:
             "target_accuracy": dict(self.target_accuracy),
             "seconds": dict(self.seconds),
             "total_seconds": self.total_seconds,
+            "models": {"trained": self.n_trained, "skipped": self.n_skipped},
             "attacks": {name: result.to_dict() for name, result in self.metrics.items()},
         }
 
@@ -271,6 +288,8 @@ def run_digits_demo(
     rng: np.random.Generator | None = None,
     attacks: Sequence[str] | None = None,
     on_progress: ProgressCallback | None = None,
+    executor: Executor | str | None = None,
+    workdir: str | os.PathLike[str] | None = None,
 ) -> DigitsDemoResult:
     """Train a target and ``n_reference`` reference forests on digits and audit the target.
 
@@ -285,7 +304,15 @@ def run_digits_demo(
     attacks
         Names of the attacks to run (see :data:`DEMO_ATTACKS`); default: all.
     on_progress
-        Called as ``on_progress(done, total)`` after each trained model.
+        Called as ``on_progress(done, total)`` over the ``K + 1`` models: first with
+        the number found already trained in ``workdir``, then after each trained model.
+    executor
+        Where the ``K + 1`` forests train (an executor or a registered name); default:
+        one after another in this process (:class:`~privaudit.executor.SerialExecutor`).
+    workdir
+        Keep the trained models' outputs there, and reuse those already trained by an
+        earlier (possibly interrupted) run of the same seed and K; default: a temporary
+        directory removed afterwards. Results are identical either way.
 
     Returns
     -------
@@ -309,15 +336,22 @@ def run_digits_demo(
     elif seed is None:
         seed = int(simulation_generator(None).integers(0, 2**31))
     started = time.perf_counter()
-    _, labels = _digits()
-    n_models = n_reference + 1
-    keep = digits_keep_matrix(n_models=n_models, n_examples=labels.size, seed=seed)
-    trained = []
-    for index in range(n_models):
-        trained.append(train_digits_unit(seed, index, n_models=n_models))
-        if on_progress is not None:
-            on_progress(index + 1, n_models)
-    probabilities = np.stack(trained)
+    features, labels = _digits()
+    plan = ReferenceTrainingPlan.for_dataset(
+        features, labels, recipe=DIGITS_RECIPE, n_models=n_reference + 1, seed=seed
+    )
+    with ExitStack() as stack:
+        if workdir is None:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="privaudit-digits-"))
+        training = run_reference_training(
+            plan,
+            features,
+            labels,
+            workdir=workdir,
+            executor=executor or SerialExecutor(),
+            on_progress=on_progress,
+        )
+    probabilities, keep = training.outputs, training.keep
     seconds = {"train": time.perf_counter() - started}
     signals = logit_confidence(probabilities, labels, floor=SIGNAL_FLOOR)
     predicted = probabilities[0].argmax(axis=1) == labels
@@ -346,4 +380,6 @@ def run_digits_demo(
         target_accuracy=accuracy,
         attacks=fitted,
         keep=keep,
+        n_trained=training.trained,
+        n_skipped=training.skipped,
     )

@@ -5,7 +5,8 @@ Three counters over a horizon ``T`` of items ``x_t ∈ [0, 1]``, with one constr
 ``epsilon``, for discrete Laplace noise and pure ε-DP, or ``noise_multiplier``, for
 discrete Gaussian noise and ρ-zCDP) and one API: ``push(x)`` returns the private
 running sum, ``push_many(xs)``, ``variance(t)`` and ``max_variance()`` (exact),
-``sensitivity``, ``guarantee``.
+``sensitivity``, ``guarantee``, and ``state()`` / ``Counter.from_state(state)`` to
+store a stream and continue it later with the same noise (:class:`CounterState`).
 
 * :class:`BinaryTreeCounter`: the binary mechanism, ``O(log T)`` state.
 * :class:`HonakerCounter`: the same tree with Honaker's online variance reduction.
@@ -14,6 +15,16 @@ running sum, ``push_many(xs)``, ``variance(t)`` and ``max_variance()`` (exact),
 
 The exact discrete samplers they draw from are in :mod:`._discrete` and re-exported
 here (``discrete_laplace``, ``discrete_gaussian``).
+
+Over streams of records in ``{0,1}^d`` [JRSS23]_, with one constructor
+``Mechanism(*, d, horizon, epsilon, delta=0.0, strategy="auto", ...)``, ``push(record)``,
+``push_many(records)``, ``guarantee`` and ``error_bound(beta)``:
+
+* :class:`MaxSum`: the largest column sum after every record.
+* :class:`SumSelect`: the index of a column whose sum is close to the largest.
+
+Each runs per-column tree counters (small ``d``) or sparse-vector-triggered
+recomputation (large ``d``), whichever has the smaller stated error bound.
 """
 
 from privaudit.mechanisms.continual._base import ContinualCounter
@@ -23,6 +34,13 @@ from privaudit.mechanisms.continual._discrete import (
     discrete_laplace,
     discrete_laplace_variance,
 )
+from privaudit.mechanisms.continual._selection import (
+    RECORD_NEIGHBOURING,
+    MaxSum,
+    SumSelect,
+    rho_for_approximate_dp,
+)
+from privaudit.mechanisms.continual._state import STATE_VERSION, CounterState
 from privaudit.mechanisms.continual._toeplitz import (
     MatrixFactorizationCounter,
     sqrt_toeplitz_coefficients,
@@ -30,13 +48,19 @@ from privaudit.mechanisms.continual._toeplitz import (
 from privaudit.mechanisms.continual._tree import BinaryTreeCounter, HonakerCounter
 
 __all__ = [
+    "RECORD_NEIGHBOURING",
+    "STATE_VERSION",
     "BinaryTreeCounter",
     "ContinualCounter",
+    "CounterState",
     "HonakerCounter",
     "MatrixFactorizationCounter",
+    "MaxSum",
+    "SumSelect",
     "discrete_gaussian",
     "discrete_gaussian_variance",
     "discrete_laplace",
     "discrete_laplace_variance",
+    "rho_for_approximate_dp",
     "sqrt_toeplitz_coefficients",
 ]

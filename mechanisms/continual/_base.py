@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,9 @@ from privaudit.mechanisms.continual._discrete import (
     discrete_laplace,
     discrete_laplace_variance,
 )
+from privaudit.mechanisms.continual._state import STATE_VERSION, CounterState, state_int
 from privaudit.randomness import RandomSource, is_secure, resolve_rng
+from privaudit.registry import mechanisms
 
 __all__ = ["NEIGHBOURING", "ContinualCounter", "noise_grid_bits"]
 
@@ -27,6 +30,7 @@ FloatArray = npt.NDArray[np.float64]
 NEIGHBOURING = "replace one element x_t of the stream by any other value in [0, 1]"
 MAX_HORIZON = 1 << 24
 _NOISE_BLOCK = 1 << 16  # noise is data-independent, so it is drawn ahead in blocks
+_NOISE_LIMIT = 1 << 62  # one noise draw, in units, is far inside int64 (scales <= 2^56)
 _MAX_NOISE_SCALE = 1 << 56  # the samplers' int64 limit, in grid units
 _MIN_GRID_BITS = 16
 
@@ -66,6 +70,7 @@ class ContinualCounter(ABC):
         epsilon: float | None = None,
         noise_multiplier: float | None = None,
         rng: RandomSource = None,
+        draw_ahead: int | None = None,
     ) -> None:
         if isinstance(T, bool) or not isinstance(T, int | np.integer) or not 1 <= T <= MAX_HORIZON:
             raise ParameterError(
@@ -90,6 +95,26 @@ class ContinualCounter(ABC):
                 )
         self.epsilon = None if epsilon is None else float(epsilon)
         self.noise_multiplier = None if noise_multiplier is None else float(noise_multiplier)
+        sigma = self.noise_multiplier
+        if sigma is not None and not (sigma * sigma > 0 and math.isfinite(0.5 / (sigma * sigma))):
+            raise ParameterError(
+                f"noise_multiplier={noise_multiplier!r} is so small that ρ = 1/(2σ²) is not a "
+                "finite float; use a noise_multiplier of at least 1e-150",
+                parameter="noise_multiplier",
+            )
+        if draw_ahead is None:
+            draw_ahead = _NOISE_BLOCK
+        if (
+            isinstance(draw_ahead, bool)
+            or not isinstance(draw_ahead, int | np.integer)
+            or not 1 <= draw_ahead <= MAX_HORIZON
+        ):
+            raise ParameterError(
+                f"draw_ahead must be an integer in [1, 2^24] (or None for {_NOISE_BLOCK}); "
+                f"got {draw_ahead!r}",
+                parameter="draw_ahead",
+            )
+        self.draw_ahead = int(draw_ahead)
         self._rng = resolve_rng(rng)
         self._t = 0
         self._noise_buffer: list[int] = []  # drawn ahead (data-independent), used in order
@@ -158,6 +183,24 @@ class ContinualCounter(ABC):
     def state_size(self) -> int:
         """How many numbers the stream's state holds now (strategy tables excluded)."""
 
+    @classmethod
+    @abstractmethod
+    def state_size_bound(cls, T: int) -> int:  # noqa: N803
+        """The most numbers :meth:`state` holds (drawn-ahead noise excluded) over a
+        stream of horizon ``T``, known before the counter is built."""
+
+    @abstractmethod
+    def _export_arrays(self) -> dict[str, list[int | float | None]]:
+        """The counter's own numbers for :meth:`state`."""
+
+    @abstractmethod
+    def _import_arrays(self, arrays: Mapping[str, Sequence[int | float | None]]) -> None:
+        """Check and load :meth:`_export_arrays`'s numbers (``self._t`` is already set)."""
+
+    def _noise_used_after(self, t: int) -> int:
+        """How many noise draws the first ``t`` pushes use (one per push unless overridden)."""
+        return t
+
     # --- the public API -----------------------------------------------------------------
 
     @property
@@ -225,6 +268,9 @@ class ContinualCounter(ABC):
             bad = values[~(np.isfinite(values) & (values >= 0) & (values <= 1))][0]
             raise DataError(f"every item must be a finite number in [0, 1]; got {bad!r}")
         self._check_room(values.size)
+        self._reserve(
+            self._noise_used_after(self._t + values.size) - self._noise_used_after(self._t)
+        )
         out = np.empty(values.size)
         for index, value in enumerate(values.tolist()):
             self._t += 1
@@ -244,6 +290,111 @@ class ContinualCounter(ABC):
     def rounding_bound(self, t: int) -> float:
         """The largest gap between the sum of ``t`` inputs and the sum the releases estimate."""
         return t * 2.0 ** -(self.grid_bits + 1)
+
+    # --- durable state --------------------------------------------------------------------
+
+    def state(self) -> CounterState:
+        """Everything needed to continue this stream exactly, as plain numbers.
+
+        The state holds the exact sums still in use, the noisy values already released
+        through them, and the noise drawn ahead but not used yet (``pending_noise``;
+        pass a small ``draw_ahead`` to keep it short). It holds no randomness source or
+        seed. It is as sensitive as the data: the exact sums are not private.
+        """
+        return CounterState(
+            version=STATE_VERSION,
+            mechanism=self.name,
+            T=self.T,
+            epsilon=self.epsilon,
+            noise_multiplier=self.noise_multiplier,
+            calibration=self._calibration(),
+            t=self._t,
+            arrays={name: tuple(values) for name, values in self._export_arrays().items()},
+            pending_noise=tuple(self._noise_buffer[self._noise_used :]),
+        )
+
+    @classmethod
+    def from_state(
+        cls,
+        state: CounterState | Mapping[str, Any],
+        *,
+        rng: RandomSource = None,
+        draw_ahead: int | None = None,
+    ) -> Self:
+        """Continue a stream from :meth:`state` (or its :meth:`CounterState.to_dict`).
+
+        The restored counter releases exactly what the exported one would have: the
+        noise of every node that has influenced a release, and any noise drawn ahead,
+        are taken from the state, never drawn again. Noise needed beyond them comes
+        from ``rng`` (``None``: the secure source). Called on
+        :class:`ContinualCounter` itself, the counter class is looked up by the state's
+        ``mechanism``.
+
+        Raises
+        ------
+        ParameterError
+            If the state is malformed or does not fit the counter: another version or
+            mechanism, parameters this version calibrates differently, a count past the
+            horizon, arrays of the wrong names, lengths, types or ranges, or more
+            drawn-ahead noise than the horizon needs.
+        """
+        if isinstance(state, Mapping):
+            state = CounterState.from_dict(state)
+        if not isinstance(state, CounterState):
+            raise ParameterError(
+                f"state must be a CounterState or its to_dict(); got {type(state).__name__}"
+            )
+        if state.version != STATE_VERSION:
+            raise ParameterError(
+                f"this privaudit reads counter states of version {STATE_VERSION}; got version "
+                f"{state.version}",
+                parameter="state.version",
+            )
+        target: type[ContinualCounter] = cls
+        if getattr(cls, "name", None) is None:  # the abstract base: dispatch by name
+            found = mechanisms.get(state.mechanism) if state.mechanism in mechanisms else None
+            if not (isinstance(found, type) and issubclass(found, ContinualCounter)):
+                raise ParameterError(
+                    f"state.mechanism {state.mechanism!r} is not a continual counter",
+                    parameter="state.mechanism",
+                )
+            target = found
+        elif state.mechanism != cls.name:
+            raise ParameterError(
+                f"this is a {state.mechanism!r} state; {cls.__name__} restores "
+                f"{cls.name!r} states only",
+                parameter="state.mechanism",
+            )
+        counter = target(
+            T=state.T,
+            epsilon=state.epsilon,
+            noise_multiplier=state.noise_multiplier,
+            rng=rng,
+            draw_ahead=draw_ahead,
+        )
+        if state.calibration != counter._calibration():
+            raise ParameterError(
+                f"the state was calibrated as {state.calibration!r}; this privaudit calibrates "
+                f"the same parameters as {counter._calibration()!r}, so the stream cannot be "
+                "continued with the same noise",
+                parameter="state.calibration",
+            )
+        counter._t = state_int(state.t, "t", 0, counter.T)
+        used = counter._noise_used_after(counter._t)
+        if used + len(state.pending_noise) > counter._noise_total():
+            raise ParameterError(
+                f"state.pending_noise holds {len(state.pending_noise)} draws; after "
+                f"t={counter._t} the horizon needs at most {counter._noise_total() - used}",
+                parameter="state.pending_noise",
+            )
+        pending = [
+            state_int(v, "pending_noise", -_NOISE_LIMIT, _NOISE_LIMIT) for v in state.pending_noise
+        ]
+        counter._import_arrays(state.arrays)
+        counter._noise_buffer = pending
+        counter._noise_used = 0
+        counter._noise_drawn = used + len(pending)
+        return cast(Self, counter)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -266,9 +417,15 @@ class ContinualCounter(ABC):
         self._noise_used += 1
         return self._noise_buffer[self._noise_used - 1]
 
+    def _reserve(self, n: int) -> None:
+        """Make sure the next ``n`` draws are in the buffer (one sampler call for a batch)."""
+        available = len(self._noise_buffer) - self._noise_used
+        if n > available:
+            self._refill(n - available)
+
     def _refill(self, n: int) -> None:
         rest = self._noise_buffer[self._noise_used :]
-        block = max(n, min(_NOISE_BLOCK, self._noise_total() - self._noise_drawn))
+        block = max(n, min(self.draw_ahead, self._noise_total() - self._noise_drawn))
         self._noise_drawn += block
         if self._laplace_scale is not None:
             fresh = discrete_laplace(self._rng, self._laplace_scale, block)
@@ -277,6 +434,14 @@ class ContinualCounter(ABC):
             fresh = discrete_gaussian(self._rng, self._sigma2, block)
         self._noise_buffer = rest + fresh.tolist()
         self._noise_used = 0
+
+    def _calibration(self) -> str:
+        """The noise law and grids derived from the parameters (checked on restore)."""
+        if self._laplace_scale is not None:
+            law = f"discrete_laplace scale={self._laplace_scale}"
+        else:
+            law = f"discrete_gaussian sigma2={self._sigma2}"
+        return f"{law}; grid_bits={self.grid_bits}; noise_unit_bits={self._noise_unit_bits()}"
 
     def _snap(self, value: float) -> int:
         return round(value * self._grid_scale)  # exact: a power-of-two scaling

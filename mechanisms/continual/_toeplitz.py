@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import fftconvolve
 
-from privaudit.mechanisms.continual._base import ContinualCounter, noise_grid_bits
+from privaudit.errors import ParameterError
+from privaudit.mechanisms.continual._base import _MIN_GRID_BITS, ContinualCounter, noise_grid_bits
+from privaudit.mechanisms.continual._state import (
+    check_array_names,
+    state_array,
+    state_float,
+    state_int,
+)
 from privaudit.registry import mechanisms
 
 __all__ = ["MatrixFactorizationCounter", "inverse_power_series", "sqrt_toeplitz_coefficients"]
@@ -38,6 +46,8 @@ def inverse_power_series(f: FloatArray, n: int) -> FloatArray:
         for i in range(1, n):
             g[i] = -float(np.dot(f[1 : i + 1], g[i - 1 :: -1])) / f[0]
         return g
+    from scipy.signal import fftconvolve  # here: importing scipy.signal takes ~0.3 s
+
     g = np.array([1.0 / f[0]])
     m = 1
     while m < n:
@@ -78,8 +88,12 @@ class MatrixFactorizationCounter(ContinualCounter):
 
     Parameters
     ----------
-    T, epsilon, noise_multiplier, rng
+    T, epsilon, noise_multiplier, rng, draw_ahead
         As for :class:`~privaudit.mechanisms.continual.BinaryTreeCounter`.
+
+    The state (:meth:`state`, :meth:`from_state`) holds the ``t`` snapped inputs so far
+    (``inputs``, integers in units of ``2^-k``) and the ``t`` private measurements
+    ``y`` (``measurements``, floats in units of ``2^-(k+20)``): ``2t`` numbers.
 
     References
     ----------
@@ -117,11 +131,15 @@ class MatrixFactorizationCounter(ContinualCounter):
             assert self.noise_multiplier is not None
             norm = float(np.sqrt(np.sum((self._q / 2.0**COEFFICIENT_BITS) ** 2)))
             noise_value_scale = norm * self.noise_multiplier
-        self._grid_bits = min(
-            _GRID_BITS_MAX,
-            _INT64_DOT_BITS - q_sum.bit_length(),
-            noise_grid_bits(noise_value_scale) - COEFFICIENT_BITS,
-        )
+        noise_bits = noise_grid_bits(noise_value_scale) - COEFFICIENT_BITS
+        if noise_bits < _MIN_GRID_BITS:
+            raise ParameterError(
+                f"a noise scale of {noise_value_scale:g} leaves {noise_bits} bits for this "
+                f"counter's input grid (its strategy takes {COEFFICIENT_BITS} of the samplers' "
+                f"bits), fewer than {_MIN_GRID_BITS}; use a larger epsilon or a smaller "
+                "noise_multiplier"
+            )
+        self._grid_bits = min(_GRID_BITS_MAX, _INT64_DOT_BITS - q_sum.bit_length(), noise_bits)
         self._q_reversed = np.ascontiguousarray(self._q[::-1])
         strategy = self._q / 2.0**COEFFICIENT_BITS
         decoder = np.cumsum(inverse_power_series(strategy, T))  # B = A C^{-1}
@@ -174,3 +192,26 @@ class MatrixFactorizationCounter(ContinualCounter):
     @property
     def state_size(self) -> int:
         return 2 * self.T
+
+    @classmethod
+    def state_size_bound(cls, T: int) -> int:  # noqa: N803
+        return 2 * T
+
+    def _export_arrays(self) -> dict[str, list[int | float | None]]:
+        t = self._t
+        return {
+            "inputs": self._inputs[:t].tolist(),
+            "measurements": self._measurements[:t].tolist(),
+        }
+
+    def _import_arrays(self, arrays: Mapping[str, Sequence[int | float | None]]) -> None:
+        check_array_names(arrays, ("inputs", "measurements"), self.name)
+        t, top = self._t, 1 << self._grid_bits
+        inputs = state_array(arrays, "inputs", t)
+        measurements = state_array(arrays, "measurements", t)
+        self._inputs[:t] = [
+            state_int(v, f"arrays.inputs[{i}]", 0, top) for i, v in enumerate(inputs)
+        ]
+        self._measurements[:t] = [
+            state_float(v, f"arrays.measurements[{i}]") for i, v in enumerate(measurements)
+        ]

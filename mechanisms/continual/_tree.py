@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+from privaudit.errors import ParameterError
 from privaudit.mechanisms.continual._base import ContinualCounter, noise_grid_bits
+from privaudit.mechanisms.continual._state import (
+    check_array_names,
+    state_array,
+    state_float,
+    state_int,
+)
 from privaudit.registry import mechanisms
 
 __all__ = ["BinaryTreeCounter", "HonakerCounter"]
@@ -58,6 +67,21 @@ class _DyadicTreeCounter(ContinualCounter):
     def _l2_squared_units(self) -> int:
         return self.levels << (2 * self._grid_bits)
 
+    @classmethod
+    def state_size_bound(cls, T: int) -> int:  # noqa: N803
+        return 2 * _levels(T)
+
+    def _node_sum(self, value: object, name: str, height: int) -> int:
+        """An exact node sum of a state: ``2^height`` items of at most ``2^k`` units each."""
+        return state_int(value, name, 0, (1 << height) << self._grid_bits)
+
+
+def _refuse_value(name: str, height: int, t: int, value: object) -> ParameterError:
+    return ParameterError(
+        f"state.{name}[{height}] must be empty (null) after t={t} pushes; got {value!r}",
+        parameter=f"state.{name}",
+    )
+
 
 @mechanisms.register("continual.tree")
 class BinaryTreeCounter(_DyadicTreeCounter):
@@ -89,6 +113,15 @@ class BinaryTreeCounter(_DyadicTreeCounter):
     rng
         ``None`` (default) for the secure ChaCha20 source; a seeded generator from
         :func:`privaudit.simulation_generator` only to simulate.
+    draw_ahead
+        How many noise draws to sample at once when the drawn-ahead noise runs out
+        (default ``2^16``, at most what the horizon needs). Noise is data-independent,
+        so this changes neither its law nor the guarantee; a small value keeps
+        :meth:`state` short (it holds the noise drawn but not used yet).
+
+    The state (:meth:`state`, :meth:`from_state`) holds, per height ``j``, the exact
+    sum (``partial``) and the released noisy sum (``noisy``) of the node of the binary
+    expansion of ``t``, or 0 and ``null`` where bit ``j`` of ``t`` is clear.
 
     References
     ----------
@@ -145,6 +178,22 @@ class BinaryTreeCounter(_DyadicTreeCounter):
     def state_size(self) -> int:
         return sum(1 for v in self._noisy if v is not None) + sum(1 for v in self._partial if v)
 
+    def _export_arrays(self) -> dict[str, list[int | float | None]]:
+        return {"partial": list(self._partial), "noisy": list(self._noisy)}
+
+    def _import_arrays(self, arrays: Mapping[str, Sequence[int | float | None]]) -> None:
+        check_array_names(arrays, ("partial", "noisy"), self.name)
+        partial = state_array(arrays, "partial", self.levels)
+        noisy = state_array(arrays, "noisy", self.levels)
+        t = self._t
+        for j in range(self.levels):
+            if t >> j & 1:
+                self._partial[j] = self._node_sum(partial[j], f"arrays.partial[{j}]", j)
+                self._noisy[j] = state_int(noisy[j], f"arrays.noisy[{j}]")
+            elif partial[j] != 0 or isinstance(partial[j], bool) or noisy[j] is not None:
+                raise _refuse_value("arrays.noisy/partial", j, t, (partial[j], noisy[j]))
+        self._release_units = sum(v for v in self._noisy if v is not None)
+
 
 @mechanisms.register("continual.honaker")
 class HonakerCounter(_DyadicTreeCounter):
@@ -166,8 +215,12 @@ class HonakerCounter(_DyadicTreeCounter):
 
     Parameters
     ----------
-    T, epsilon, noise_multiplier, rng
+    T, epsilon, noise_multiplier, rng, draw_ahead
         As for :class:`BinaryTreeCounter`.
+
+    The state (:meth:`state`, :meth:`from_state`) holds, per height ``j``, the exact
+    sum (``exact``) and the estimate (``estimate``, a float) of the latest completed
+    node, ``null`` while no node of that height has completed.
 
     References
     ----------
@@ -234,3 +287,22 @@ class HonakerCounter(_DyadicTreeCounter):
     @property
     def state_size(self) -> int:
         return 2 * sum(1 for v in self._estimate if v is not None)
+
+    def _noise_used_after(self, t: int) -> int:
+        # Push s draws 1 + (trailing zeros of s); Σ_{s<=t} tz(s) = t - popcount(t) (Legendre).
+        return 2 * t - t.bit_count()
+
+    def _export_arrays(self) -> dict[str, list[int | float | None]]:
+        return {"exact": list(self._exact), "estimate": list(self._estimate)}
+
+    def _import_arrays(self, arrays: Mapping[str, Sequence[int | float | None]]) -> None:
+        check_array_names(arrays, ("exact", "estimate"), self.name)
+        exact = state_array(arrays, "exact", self.levels)
+        estimate = state_array(arrays, "estimate", self.levels)
+        completed = self._t.bit_length()  # heights j with 2^j <= t have completed a node
+        for j in range(self.levels):
+            if j < completed:
+                self._exact[j] = self._node_sum(exact[j], f"arrays.exact[{j}]", j)
+                self._estimate[j] = state_float(estimate[j], f"arrays.estimate[{j}]")
+            elif exact[j] is not None or estimate[j] is not None:
+                raise _refuse_value("arrays.exact/estimate", j, self._t, (exact[j], estimate[j]))

@@ -6,23 +6,7 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from live import LiveServer, wait_for_status
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
-        return ""  # the default: a SQLite file in the server's data dir
-    url: str = request.getfixturevalue("postgres_url")
-    # A fresh database per test, so runs do not see each other's jobs.
-    import psycopg
-
-    name = f"recovery_{int(time.time() * 1e6)}"
-    plain = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def _wait_for_progress(client: httpx.Client, job_id: str, at_least: int) -> None:

@@ -23,6 +23,7 @@ STABLE_CODES = {
     "ConfigurationError": "bad_configuration",
     "ConvergenceError": "did_not_converge",
     "JobCancelledError": "job_cancelled",
+    "WorkUnitError": "work_unit_failed",
 }
 
 

@@ -132,6 +132,17 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
 
 
+def create_postgres_database(url: str, prefix: str) -> str:
+    """A new, empty database on the PostgreSQL server of ``url``; returns its URL."""
+    import psycopg
+
+    name = f"{prefix}_{time.time_ns() // 1000}"
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
 def wait_for_status(
     client: httpx.Client, job_id: str, statuses: set[str], timeout: float = 30.0
 ) -> dict[str, Any]:

@@ -1,0 +1,58 @@
+"""Exact discrete noise drawn ahead in blocks (it does not depend on the data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import numpy.typing as npt
+
+from privaudit.mechanisms.continual._discrete import discrete_gaussian, discrete_laplace
+
+__all__ = ["NoiseSpec", "NoiseStream"]
+
+IntArray = npt.NDArray[np.int64]
+
+_BLOCK = 1 << 16
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """One exact discrete law on the integers: Laplace of integer scale, or Gaussian σ²."""
+
+    laplace_scale: int | None = None
+    gaussian_sigma2: Fraction | None = None
+
+    def draw(self, rng: np.random.Generator, size: int) -> IntArray:
+        if self.laplace_scale is not None:
+            return discrete_laplace(rng, self.laplace_scale, size)
+        assert self.gaussian_sigma2 is not None
+        return discrete_gaussian(rng, self.gaussian_sigma2, size)
+
+
+class NoiseStream:
+    """Draws of one :class:`NoiseSpec`, handed out in order and refilled in blocks.
+
+    The noise is independent of the data, so drawing it ahead changes nothing in the
+    mechanism's law; ``total`` (the most a stream can use) caps the last block.
+    """
+
+    def __init__(self, spec: NoiseSpec, rng: np.random.Generator, total: int) -> None:
+        self._spec = spec
+        self._rng = rng
+        self._left = total
+        self._buffer: IntArray = np.empty(0, dtype=np.int64)
+        self._used = 0
+
+    def take(self, n: int) -> IntArray:
+        """The next ``n`` draws."""
+        if self._used + n > self._buffer.size:
+            rest = self._buffer[self._used :]
+            block = max(n - rest.size, min(_BLOCK, self._left))
+            self._left = max(0, self._left - block)
+            self._buffer = np.concatenate([rest, self._spec.draw(self._rng, block)])
+            self._used = 0
+        out = self._buffer[self._used : self._used + n]
+        self._used += n
+        return out
