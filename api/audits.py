@@ -17,7 +17,7 @@ capability (scipy, scikit-learn, ...) is imported by the audit job's own process
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -46,6 +46,10 @@ class AuditJobParams(JobParams):
         "validated by POST /v1/audits."
     )
     artifacts: dict[str, ArtifactRef] = Field(default_factory=dict, max_length=64)
+    executor: Literal["serial", "local", "ray"] = Field(
+        default="serial",
+        description="Where the models are trained (the service's PRIVAUDIT_AUDIT_EXECUTOR).",
+    )
 
 
 def report_dir(work_dir: Path) -> Path:
@@ -80,5 +84,6 @@ def membership_audit(context: JobContext, params: AuditJobParams) -> dict[str, A
         out_dir=report_dir(context.work_dir),
         formats=report_formats.names(),
         on_progress=context.progress,
+        executor=params.executor,
     )
     return {"attempt": context.attempt, **outcome.to_dict()}

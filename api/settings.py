@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     )
     audit_max_examples: int = Field(
         default=1_000_000, ge=2, description="Most audited examples (n) in one audit."
+    )
+    audit_executor: Literal["serial", "local", "ray"] = Field(
+        default="local",
+        description="Where an audit job trains its models: serial (in the job's process), "
+        "local (worker processes, one per core) or ray.",
     )
     audit_max_reference_models: int = Field(
         default=64, ge=1, le=1024, description="Most reference models (K) in one audit."

@@ -240,7 +240,8 @@ async def submit_audit(
                 part=error.part,
                 limit_bytes=error.limit,
             )
-        config = _config(parts.pop(CONFIG_PART, None), settings)
+        # Validating a recipe imports its trainer (scikit-learn): off the event loop.
+        config = await run_in_threadpool(_config, parts.pop(CONFIG_PART, None), settings)
         files = {name: part.path for name, part in parts.items() if part.path is not None}
         if files or config.artifact_names():
             # Reads the arrays: off the event loop.
@@ -261,9 +262,11 @@ async def submit_audit(
             )
     finally:
         await run_in_threadpool(BlobStore.discard, staging)
-    params = AuditJobParams(config=config.model_dump(mode="json"), artifacts=references).model_dump(
-        mode="json"
-    )
+    params = AuditJobParams(
+        config=config.model_dump(mode="json"),
+        artifacts=references,
+        executor=settings.audit_executor,
+    ).model_dump(mode="json")
     size = len(json.dumps(params))
     if size > settings.max_params_bytes:
         raise LimitExceededError(

@@ -12,15 +12,17 @@ with ``on_progress(stage, done, total)``:
 5. ``estimate epsilon``: metrics and the empirical ε of every attack, in the report;
 6. ``render report``: the report files, when an output directory is given.
 
-**Resuming.** With a ``work_dir``, model ``i`` is a unit that writes
-``units/unit-0000i.npy`` (its class probabilities on every example) and then a done
-marker ``units/unit-0000i.done`` (JSON: the plan's fingerprint and the output's
-SHA-256). A later run with the same config and ``work_dir`` trusts a unit only when
-its marker names the same plan and its file matches the checksum, and skips it; the
-counts of trained and skipped units are in the :class:`AuditOutcome` and the report's
-notes. Model ``i`` is a pure function of the seed and ``i`` (LiRA's keep matrix and
-``SeedSequence([seed, 1, i])``, as :func:`run_digits_demo`), so a resumed audit
-reports exactly the figures of an uninterrupted one.
+**Resuming.** Mode train's models are one
+:class:`~privaudit.attacks.membership.ReferenceTrainingPlan` (seed, K + 1 models,
+data, recipe), trained by :func:`~privaudit.attacks.membership.run_reference_training`
+as resumable work units on an executor. With a ``work_dir``, model ``i`` writes
+``units/unit-0000i.npy`` (its outputs on every example) and then a done marker
+``units/unit-0000i.done`` (the plan's fingerprint and the output's SHA-256); a later
+run with the same config and ``work_dir`` skips every unit whose marker names the same
+plan and whose file matches. The counts of trained and skipped units are in the
+:class:`AuditOutcome` and the report's notes. Model ``i`` is a pure function of the
+seed and ``i`` (LiRA's keep matrix and ``SeedSequence([seed, 1, i])``), so a resumed
+audit reports exactly the figures of an uninterrupted one.
 
 :func:`check_audit_artifacts` runs stage 1 alone: the service calls it before it
 queues a job, so a bad upload is refused at once (422/415) rather than failing later.
@@ -28,15 +30,14 @@ queues a job, so a bad upload is refused at once (422/415) rather than failing l
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
-import secrets
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import numpy as np
@@ -49,18 +50,25 @@ from privaudit.attacks.membership._artifacts import (
 from privaudit.attacks.membership._base import MembershipAttack
 from privaudit.attacks.membership._config import (
     AuditConfig,
-    RecipeConfig,
     SignalsInputs,
     TrainInputs,
     build_attack,
 )
-from privaudit.attacks.membership._digits_demo import _digits, digits_keep_matrix
+from privaudit.attacks.membership._digits_demo import _digits
 from privaudit.attacks.membership._inputs import check_audit_inputs
+from privaudit.attacks.membership._recipes import recipe_from_config
+from privaudit.attacks.membership._reference_training import (
+    ReferenceTrainingPlan,
+    ReferenceTrainingResult,
+    reference_keep_matrix,
+    run_reference_training,
+)
 from privaudit.attacks.membership._report import build_membership_report
 from privaudit.attacks.membership._rmia import RMIA
 from privaudit.attacks.membership._shadow import ShadowModelAttack
-from privaudit.attacks.membership._signals import DEFAULT_FLOOR, logit_confidence
-from privaudit.errors import DataError, LimitExceededError, ParameterError
+from privaudit.attacks.membership._signals import DEFAULT_FLOOR
+from privaudit.errors import DataError, LimitExceededError
+from privaudit.executor import Executor, SerialExecutor
 from privaudit.progress import StageCallback
 from privaudit.randomness import simulation_generator
 from privaudit.reports import Artifact, AuditReport, write_report
@@ -82,10 +90,8 @@ STAGE_REPORT = "render report"
 STAGES = (STAGE_LOAD, STAGE_TRAIN, STAGE_SIGNALS, STAGE_ATTACKS, STAGE_EPSILON, STAGE_REPORT)
 """Every stage an audit reports, in order (mode signals skips the two model stages)."""
 
-PLAN_FORMAT = "privaudit.audit-units/1"
-MARKER_FORMAT = "privaudit.audit-unit/1"
-_MARKER_MAX_BYTES = 64 * 1024
 UNITS_DIR = "units"
+FORESTS = ("random_forest", "extra_trees")
 
 
 @dataclass(frozen=True)
@@ -280,7 +286,7 @@ def _train_inputs(config: AuditConfig, spec: TrainInputs) -> AuditInputs:
     features, labels = _digits()
     k = config.n_reference
     assert k is not None  # mode train always has K
-    keep = digits_keep_matrix(n_models=k + 1, n_examples=labels.size, seed=config.seed)
+    keep = reference_keep_matrix(n_models=k + 1, n_examples=labels.size, seed=config.seed)
     return AuditInputs(
         n_reference=k,
         n_examples=int(labels.size),
@@ -327,6 +333,7 @@ def run_audit(
     on_progress: StageCallback | None = None,
     max_array_bytes: int = DEFAULT_MAX_ARRAY_BYTES,
     formats: Sequence[str] | None = None,
+    executor: Executor | str | None = None,
 ) -> AuditOutcome:
     """Run the audit ``config`` and build its report.
 
@@ -347,6 +354,11 @@ def run_audit(
         Bound on the bytes of one artifact's arrays once loaded.
     formats
         The formats written to ``out_dir`` (default: the config's ``report.formats``).
+    executor
+        Where mode train's models are trained: an :class:`~privaudit.executor.Executor`
+        or a registered name: ``"serial"`` (the default: one after another in this
+        process), ``"local"`` (worker processes, one per core or per GPU, no more than
+        there are models) or ``"ray"``.
 
     Returns
     -------
@@ -364,21 +376,20 @@ def run_audit(
     progress(STAGE_LOAD, 1, 1)
 
     trained = skipped = n_models = 0
-    probabilities: np.ndarray | None = None
+    features: np.ndarray | None = None
     signals = inputs.signals
-    description = ""
     if isinstance(config.inputs, TrainInputs):
         begun = time.perf_counter()
         n_models = inputs.n_reference + 1
-        probabilities, trained, skipped = _train_models(
-            config, config.inputs.recipe, inputs, work_dir, progress
-        )
+        training = _train_models(config, config.inputs, inputs, work_dir, executor, progress)
+        trained, skipped = training.trained, training.skipped
         seconds[STAGE_TRAIN] = time.perf_counter() - begun
         begun = time.perf_counter()
         progress(STAGE_SIGNALS, 0, 1)
         assert inputs.labels is not None
-        floor = 0.5 / config.inputs.recipe.n_estimators  # half a tree's vote (the demo's floor)
-        signals = logit_confidence(probabilities, inputs.labels, floor=max(floor, DEFAULT_FLOOR))
+        signals = training.signals(inputs.labels, floor=_signal_floor(config.inputs.recipe))
+        if training.outputs.ndim == 3:  # (K + 1, n, C): the shadow attack's features
+            features = training.outputs
         seconds[STAGE_SIGNALS] = time.perf_counter() - begun
         progress(STAGE_SIGNALS, 1, 1)
         description = _train_description(config, config.inputs, inputs)
@@ -392,8 +403,8 @@ def run_audit(
     for done, spec in enumerate(config.attacks, start=1):
         begun = time.perf_counter()
         attack = build_attack(spec.attack, spec.params, seed=config.seed)
-        if isinstance(attack, ShadowModelAttack) and probabilities is not None:
-            attack.fit(signals, inputs.keep, inputs.labels, features=probabilities)
+        if isinstance(attack, ShadowModelAttack) and features is not None:
+            attack.fit(signals, inputs.keep, inputs.labels, features=features)
         else:
             attack.fit(signals, inputs.keep, inputs.labels)
         fitted[spec.display_name] = attack
@@ -456,16 +467,18 @@ def run_audit(
 
 def _default_title(config: AuditConfig) -> str:
     if isinstance(config.inputs, TrainInputs):
-        return "Membership-inference audit: random forest on scikit-learn digits"
+        recipe = config.inputs.recipe
+        model = recipe.get("estimator") or recipe.get("architecture") or recipe["trainer"]
+        return f"Membership-inference audit: {model} on scikit-learn digits"
     return "Membership-inference audit"
 
 
 def _train_description(config: AuditConfig, spec: TrainInputs, inputs: AuditInputs) -> str:
     return (
-        f"A random forest ({spec.recipe.n_estimators} trees) trained on a random half of "
-        f"scikit-learn's bundled digits ({inputs.n_examples} images, 10 classes); "
-        f"{inputs.n_reference} reference forests trained the same way on other halves "
-        f"(LiRA's keep matrix, drawn from seed {config.seed})."
+        f"A model trained with the recipe {json.dumps(spec.recipe, sort_keys=True)} on a "
+        f"random half of scikit-learn's bundled digits ({inputs.n_examples} images, 10 "
+        f"classes); {inputs.n_reference} reference models trained the same way on other "
+        f"halves (LiRA's keep matrix, drawn from seed {config.seed})."
     )
 
 
@@ -480,139 +493,47 @@ def _signals_description(spec: SignalsInputs, inputs: AuditInputs) -> str:
 # --- models as resumable work units ----------------------------------------------------
 
 
-def _plan(config: AuditConfig, recipe: RecipeConfig, inputs: AuditInputs) -> dict[str, Any]:
-    assert inputs.features is not None and inputs.labels is not None
-    digest = hashlib.sha256()
-    digest.update(f"{inputs.features.shape}{inputs.labels.shape}".encode())
-    digest.update(np.ascontiguousarray(inputs.features, dtype=np.float64).tobytes())
-    digest.update(np.ascontiguousarray(inputs.labels, dtype=np.int64).tobytes())
-    return {
-        "format": PLAN_FORMAT,
-        "seed": config.seed,
-        "n_models": inputs.n_reference + 1,
-        "dataset": digest.hexdigest(),
-        "keep": "lira-rank/1",
-        "recipe": recipe.model_dump(mode="json"),
-    }
-
-
-def _fingerprint(plan: Mapping[str, Any]) -> str:
-    text = json.dumps(plan, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _unit_paths(directory: Path, index: int) -> tuple[Path, Path]:
-    return directory / f"unit-{index:05d}.npy", directory / f"unit-{index:05d}.done"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _load_unit(directory: Path, fingerprint: str, index: int, shape: tuple[int, ...]) -> Any:
-    """Unit ``index``'s probabilities if its marker is valid for this plan, else ``None``."""
-    output, marker_path = _unit_paths(directory, index)
-    try:
-        if marker_path.stat().st_size > _MARKER_MAX_BYTES:
-            return None
-        marker = json.loads(marker_path.read_text(encoding="utf-8"))
-        data = output.read_bytes()
-    except (OSError, ValueError):
-        return None
-    if (
-        not isinstance(marker, dict)
-        or marker.get("format") != MARKER_FORMAT
-        or marker.get("plan") != fingerprint
-        or marker.get("index") != index
-        or marker.get("sha256") != hashlib.sha256(data).hexdigest()
-    ):
-        return None
-    try:
-        values = np.load(io.BytesIO(data), allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    return values if isinstance(values, np.ndarray) and values.shape == shape else None
-
-
-def _fit_predict(recipe: RecipeConfig, inputs: AuditInputs, seed: int, index: int) -> np.ndarray:
-    """Model ``index``: the recipe's forest on its half of the data; probabilities (n, C)."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    assert inputs.features is not None and inputs.labels is not None
-    members = inputs.keep[index]
-    model_seed = int(np.random.SeedSequence([seed, 1, index]).generate_state(1)[0])
-    params = {"n_estimators": 100, **recipe.params}
-    forest = RandomForestClassifier(**params, random_state=model_seed, n_jobs=1)
-    forest.fit(inputs.features[members], inputs.labels[members])
-    n_classes = int(inputs.labels.max()) + 1
-    probabilities = np.zeros((inputs.n_examples, n_classes))
-    probabilities[:, forest.classes_] = forest.predict_proba(inputs.features)
-    return probabilities
-
-
 def _train_models(
     config: AuditConfig,
-    recipe: RecipeConfig,
+    spec: TrainInputs,
     inputs: AuditInputs,
     work_dir: str | os.PathLike[str] | None,
+    executor: Executor | str | None,
     progress: StageCallback,
-) -> tuple[np.ndarray, int, int]:
-    """Every model's probabilities ``(K + 1, n, C)``, and the units trained and skipped."""
-    assert inputs.labels is not None
-    n_models = inputs.n_reference + 1
-    shape = (inputs.n_examples, int(inputs.labels.max()) + 1)
-    plan = _plan(config, recipe, inputs)
-    fingerprint = _fingerprint(plan)
-    directory: Path | None = None
-    outputs: dict[int, np.ndarray] = {}
-    if work_dir is not None:
-        directory = Path(work_dir) / UNITS_DIR
-        directory.mkdir(parents=True, exist_ok=True)
-        description = {"fingerprint": fingerprint, **plan}
-        _write_atomically(directory / "plan.json", json.dumps(description, indent=1).encode())
-        for index in range(n_models):
-            found = _load_unit(directory, fingerprint, index, shape)
-            if found is not None:
-                outputs[index] = found
-    skipped = len(outputs)
-    progress(STAGE_TRAIN, skipped, n_models)
-    trained = 0
-    for index in range(n_models):
-        if index in outputs:
-            continue
-        began = time.perf_counter()
-        probabilities = _fit_predict(recipe, inputs, config.seed, index)
-        if directory is not None:
-            buffer = io.BytesIO()
-            np.save(buffer, probabilities, allow_pickle=False)
-            data = buffer.getvalue()
-            output, marker = _unit_paths(directory, index)
-            _write_atomically(output, data)
-            _write_atomically(
-                marker,
-                json.dumps(
-                    {
-                        "format": MARKER_FORMAT,
-                        "plan": fingerprint,
-                        "index": index,
-                        "file": output.name,
-                        "sha256": hashlib.sha256(data).hexdigest(),
-                        "seconds": time.perf_counter() - began,
-                        "pid": os.getpid(),
-                    }
-                ).encode(),
-            )
-        outputs[index] = probabilities
-        trained += 1
-        progress(STAGE_TRAIN, skipped + trained, n_models)
-    if len(outputs) != n_models:  # pragma: no cover - every index is filled above
-        raise ParameterError("internal: a model's outputs are missing")
-    return np.stack([outputs[index] for index in range(n_models)]), trained, skipped
+) -> ReferenceTrainingResult:
+    """Every model's outputs, as the resumable units of one reference-training plan."""
+    assert inputs.features is not None and inputs.labels is not None
+    plan = ReferenceTrainingPlan.for_dataset(
+        inputs.features,
+        inputs.labels,
+        recipe=recipe_from_config(spec.recipe),
+        n_models=inputs.n_reference + 1,
+        seed=config.seed,
+    )
+
+    def report(done: int, total: int) -> None:
+        progress(STAGE_TRAIN, done, total)
+
+    with ExitStack() as stack:
+        if work_dir is None:
+            directory = Path(stack.enter_context(TemporaryDirectory(prefix="privaudit-audit-")))
+        else:
+            directory = Path(work_dir) / UNITS_DIR
+        return run_reference_training(
+            plan,
+            inputs.features,
+            inputs.labels,
+            workdir=directory,
+            # "local": run_reference_training's own choice, sized to the units and to
+            # the recipe (one worker per core, or per GPU for a recipe that uses one).
+            executor=None if executor == "local" else (executor or SerialExecutor()),
+            on_progress=report,
+        )
+
+
+def _signal_floor(recipe: Mapping[str, Any]) -> float:
+    """Half a tree's vote for forests (their probabilities are multiples of 1/trees)."""
+    if recipe.get("trainer") == "sklearn" and recipe.get("estimator") in FORESTS:
+        trees = int(recipe.get("params", {}).get("n_estimators", 100))
+        return max(0.5 / trees, DEFAULT_FLOOR)
+    return DEFAULT_FLOOR

@@ -30,6 +30,7 @@ from privaudit.attacks.membership._config import load_audit_config
 from privaudit.attacks.membership._digits_demo import DEMO_ATTACKS, run_digits_demo
 from privaudit.attacks.membership._metrics import DEFAULT_FPR_LIMITS
 from privaudit.errors import ParameterError
+from privaudit.executor import executors
 from privaudit.progress import progress_bar, stage_progress
 from privaudit.registry import report_formats
 from privaudit.reports import AuditReport, Gate, gate, write_report
@@ -112,6 +113,13 @@ def audit_command(
             help=f"--config: where trained models are kept to resume (default OUT/{WORK_DIR_NAME})."
         ),
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help="Where models train: serial, local (one process per core) or ray "
+            "(default: local with --config, serial with --demo)."
+        ),
+    ] = None,
     reference_models: Annotated[
         int | None,
         typer.Option("--reference-models", "-k", help="K reference models (demo; default 16)."),
@@ -154,6 +162,8 @@ def audit_command(
     Exit status: 0 when every gate passes (or none is set), 1 when a gate fails, 2 on
     an error.
     """
+    if executor is not None:
+        executors.get(executor)  # an unknown name fails now, not after loading the data
     demo_options = {
         "--reference-models": reference_models,
         "--seed": seed,
@@ -176,7 +186,7 @@ def audit_command(
                 "config file (reference_models, seed, attacks, gates, epsilon, report.formats)",
                 parameter="config",
             )
-        _run_config(config, out, work_dir)
+        _run_config(config, out, work_dir, executor or "local")
         return
     if not demo:
         raise ParameterError(
@@ -194,7 +204,11 @@ def audit_command(
     k = DEFAULT_REFERENCE_MODELS if reference_models is None else reference_models
     with progress_bar("training forests", total=k + 1) as on_progress:
         result = run_digits_demo(
-            n_reference=k, seed=0 if seed is None else seed, attacks=chosen, on_progress=on_progress
+            n_reference=k,
+            seed=0 if seed is None else seed,
+            attacks=chosen,
+            on_progress=on_progress,
+            executor=executor,
         )
     report = result.report(
         gates=gates,
@@ -205,7 +219,7 @@ def audit_command(
     _print_outcome(report, paths)
 
 
-def _run_config(path: Path, out: Path, work_dir: Path | None) -> None:
+def _run_config(path: Path, out: Path, work_dir: Path | None, executor: str) -> None:
     """``privaudit audit --config``: run the config locally and write its report."""
     config = load_audit_config(path)
     base = path.resolve().parent
@@ -217,6 +231,7 @@ def _run_config(path: Path, out: Path, work_dir: Path | None) -> None:
             work_dir=work_dir or out / WORK_DIR_NAME,
             out_dir=out,
             on_progress=on_progress,
+            executor=executor,
         )
     if outcome.n_models:
         console.print(

@@ -13,8 +13,8 @@ Inputs come in two modes:
   ``(K + 1, n)`` and ``labels`` ``(n,)`` (the attacks' input contract; no model is
   ever loaded);
 * ``train``: the target and ``K`` reference models are trained here, LiRA style, with a
-  training ``recipe`` on a ``dataset`` (today the built-in digits), as resumable
-  work units.
+  training ``recipe`` (:func:`~privaudit.attacks.membership.recipe_from_config`) on a
+  ``dataset`` (today the built-in digits), as resumable work units on an executor.
 
 Attacks are named from :data:`privaudit.registry.attacks` (``loss``, ``shadow``,
 ``lira``, ``rmia``) with their keyword parameters. Gates use the names of
@@ -52,7 +52,12 @@ from pydantic import (
 
 from privaudit.attacks.membership._base import MembershipAttack
 from privaudit.attacks.membership._metrics import DEFAULT_FPR_LIMITS
-from privaudit.errors import ConfigurationError, LimitExceededError, ParameterError
+from privaudit.errors import (
+    ConfigurationError,
+    LimitExceededError,
+    ParameterError,
+    PrivauditError,
+)
 from privaudit.registry import attacks as attack_registry
 from privaudit.registry import report_formats
 from privaudit.reports import Gate, gate
@@ -129,50 +134,18 @@ class DatasetConfig(_Strict):
     )
 
 
-RECIPE_ESTIMATORS: dict[str, dict[str, tuple[type, float, float]]] = {
-    # estimator -> parameter -> (type, minimum, maximum)
-    "random_forest": {
-        "n_estimators": (int, 1, 2000),
-        "max_depth": (int, 1, 1000),
-        "min_samples_leaf": (int, 1, 100_000),
-        "max_features": (float, 0.0, 1.0),
-    },
-}
-"""The training recipes an audit can name (the executor's recipe registry replaces this)."""
+DEFAULT_RECIPE: dict[str, Any] = {"trainer": "sklearn", "estimator": "random_forest"}
+"""The recipe of mode train when the config names none (a forest of 100 trees)."""
 
 
-class RecipeConfig(_Strict):
-    """How every model (target and references) is trained, as plain data."""
+def _recipe(value: dict[str, Any]) -> dict[str, Any]:
+    from privaudit.attacks.membership._recipes import recipe_from_config
 
-    trainer: Literal["sklearn"] = "sklearn"
-    estimator: Literal["random_forest"] = "random_forest"
-    params: dict[str, Scalar] = Field(default_factory=dict, max_length=32)
-
-    @model_validator(mode="after")
-    def _check_params(self) -> Self:
-        allowed = RECIPE_ESTIMATORS[self.estimator]
-        for key, value in self.params.items():
-            if key not in allowed:
-                raise ValueError(
-                    f"{self.estimator} takes the params {sorted(allowed)}; got {key!r} "
-                    "(random_state and n_jobs are set by the audit)"
-                )
-            kind, low, high = allowed[key]
-            if key == "max_depth" and value is None:
-                continue
-            number_ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
-                raise ValueError(f"params.{key} must be an integer; got {value!r}")
-            if not number_ok or not low <= float(value) <= high:  # type: ignore[arg-type]
-                raise ValueError(f"params.{key} must be in [{low:g}, {high:g}]; got {value!r}")
-        return self
-
-    @property
-    def n_estimators(self) -> int:
-        """Trees per forest (100 unless the params say otherwise)."""
-        value = self.params.get("n_estimators", 100)
-        assert isinstance(value, int)
-        return value
+    try:
+        recipe_from_config(value)
+    except PrivauditError as error:  # NotFoundError is not a ValueError: say it as one
+        raise ValueError(error.message) from None
+    return value
 
 
 class TrainInputs(_Strict):
@@ -180,7 +153,19 @@ class TrainInputs(_Strict):
 
     mode: Literal["train"]
     dataset: DatasetConfig
-    recipe: RecipeConfig = Field(default_factory=RecipeConfig)
+    recipe: Annotated[dict[str, Any], AfterValidator(_recipe)] = Field(
+        default_factory=lambda: dict(DEFAULT_RECIPE),
+        description="A training recipe as data (privaudit.attacks.membership.recipe_from_config): "
+        '{"trainer": "sklearn", "estimator": "random_forest", "params": {...}} or a torch '
+        "recipe; default: a random forest of 100 trees.",
+    )
+
+    @field_validator("recipe", mode="before")
+    @classmethod
+    def _small(cls, value: Any) -> Any:
+        if isinstance(value, dict) and len(str(value)) > 10_000:
+            raise ValueError("a recipe is at most 10000 characters")
+        return value
 
 
 class AttackSpec(_Strict):

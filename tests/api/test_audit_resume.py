@@ -2,7 +2,8 @@
 
 Real processes throughout: ``privaudit serve`` without job workers, and ``privaudit
 worker`` processes started and SIGKILLed beside it. The audit trains its target and
-8 reference forests as resumable units; the worker is killed once at least two are
+8 reference forests as resumable units on the local executor (worker processes of the
+job's process); the worker and everything it started are killed once at least two are
 done, a new worker picks the job up after its heartbeat goes stale, and the finished
 audit is checked against its own counters, the done markers' modification times and a
 clean run of the same config.
@@ -31,7 +32,11 @@ CONFIG: dict[str, Any] = {
     "inputs": {
         "mode": "train",
         "dataset": {"builtin": "digits"},
-        "recipe": {"params": {"n_estimators": 20}},
+        "recipe": {
+            "trainer": "sklearn",
+            "estimator": "random_forest",
+            "params": {"n_estimators": 20},
+        },
     },
     "attacks": ["loss", "lira"],
     "reference_models": K,
@@ -78,6 +83,9 @@ def test_a_killed_worker_resumes_the_audit_without_retraining(tmp_path: Path) ->
         with server.client(key) as client:
             files = {"config": (None, json.dumps(CONFIG), "application/json")}
             audit = client.post("/v1/audits", files=files).json()
+            # The service's default executor: the models train in worker processes that
+            # the job process starts (and that die with it).
+            assert client.get(f"/v1/jobs/{audit['id']}").json()["params"]["executor"] == "local"
             workers.append(start_worker(server))
             wait_until(client, audit["id"], done=2)
             kill(workers[-1])  # the worker and its job process, mid-training

@@ -48,7 +48,11 @@ def train_config(**overrides: Any) -> dict[str, Any]:
         "inputs": {
             "mode": "train",
             "dataset": {"builtin": "digits"},
-            "recipe": {"params": {"n_estimators": 8}},
+            "recipe": {
+                "trainer": "sklearn",
+                "estimator": "random_forest",
+                "params": {"n_estimators": 8},
+            },
         },
         "attacks": ["loss", "lira"],
         "reference_models": 3,
@@ -123,15 +127,26 @@ def test_bad_configs_name_the_field_at_fault(change: dict[str, Any], message: st
     assert "not a valid audit config (version 1)" in caught.value.message
 
 
-def test_recipe_params_are_checked() -> None:
-    with pytest.raises(ParameterError, match="random_forest takes the params"):
-        parse_audit_config(train_config(inputs={**train_config()["inputs"], "recipe": {
-            "params": {"n_jobs": 4}}}))  # fmt: skip
-    with pytest.raises(ParameterError, match=r"n_estimators must be in \[1, 2000\]"):
-        parse_audit_config(train_config(inputs={**train_config()["inputs"], "recipe": {
-            "params": {"n_estimators": 0}}}))  # fmt: skip
+def test_recipes_are_checked_by_the_recipe_registry() -> None:
+    def with_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
+        return train_config(inputs={**train_config()["inputs"], "recipe": recipe})
+
+    forest = {"trainer": "sklearn", "estimator": "random_forest"}
+    with pytest.raises(ParameterError, match="may not set 'n_jobs'"):
+        parse_audit_config(with_recipe({**forest, "params": {"n_jobs": 4}}))
+    with pytest.raises(ParameterError, match="bad params for random_forest"):
+        parse_audit_config(with_recipe({**forest, "params": {"n_estimators": 0}}))
+    with pytest.raises(
+        ParameterError, match="unknown scikit-learn estimator 'random_forst' \\(did you mean"
+    ):
+        parse_audit_config(with_recipe({**forest, "estimator": "random_forst"}))
+    with pytest.raises(ParameterError, match="a mapping with a 'trainer' key"):
+        parse_audit_config(with_recipe({"estimator": "random_forest"}))
     with pytest.raises(ParameterError, match="mode train needs reference_models >= 2"):
         parse_audit_config(train_config(reference_models=1))
+    default = parse_audit_config(train_config(inputs={"mode": "train", "dataset": {
+        "builtin": "digits"}}))  # fmt: skip
+    assert default.inputs.recipe == forest  # type: ignore[union-attr]
 
 
 def test_the_config_round_trips_through_json_strictly() -> None:
