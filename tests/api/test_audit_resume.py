@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from audit_configs import digits_config
 from live import PRIVAUDIT, LiveServer
 
 import privaudit.api.routes.audits  # noqa: F401  (registers the audits:* scopes)
@@ -27,21 +28,7 @@ from privaudit.attacks.membership import parse_audit_config, run_audit
 from privaudit.reports import parse_report
 
 K = 8
-CONFIG: dict[str, Any] = {
-    "version": 1,
-    "inputs": {
-        "mode": "train",
-        "dataset": {"builtin": "digits"},
-        "recipe": {
-            "trainer": "sklearn",
-            "estimator": "random_forest",
-            "params": {"n_estimators": 20},
-        },
-    },
-    "attacks": ["loss", "lira"],
-    "reference_models": K,
-    "seed": 4,
-}
+CONFIG = digits_config(reference_models=K, trees=20, seed=4)
 
 
 def start_worker(server: LiveServer) -> subprocess.Popen[bytes]:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from audit_configs import signals_config
 from live import LiveServer
 from membership_planted import planted
 
@@ -22,13 +23,11 @@ from privaudit.attacks.membership import parse_audit_config, run_audit
 from privaudit.reports import parse_report
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
-SIGNALS_CONFIG: dict[str, Any] = {
-    "version": 1,
-    "inputs": {"mode": "signals", "signals": "signals.npz"},
-    "attacks": ["loss", {"attack": "rmia", "params": {"online": False}}],
-    "seed": 5,
-    "gates": {"max_auc": 0.99},
-}
+SIGNALS_CONFIG = signals_config(
+    attacks=["loss", {"attack": "rmia", "params": {"online": False}}],
+    seed=5,
+    gates={"max_auc": 0.99},
+)
 
 
 def npz_bytes(**arrays: np.ndarray) -> bytes:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from audit_configs import digits_config, signals_config
 from membership_planted import planted
 
 from privaudit.attacks.membership import (
@@ -32,34 +33,8 @@ from privaudit.errors import (
 from privaudit.reports import load_report
 
 
-def signals_config(**overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "version": 1,
-        "inputs": {"mode": "signals", "signals": "signals.npz"},
-        "attacks": ["loss", "lira", {"attack": "rmia", "params": {"online": False}}],
-    }
-    config.update(overrides)
-    return config
-
-
 def train_config(**overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "version": 1,
-        "inputs": {
-            "mode": "train",
-            "dataset": {"builtin": "digits"},
-            "recipe": {
-                "trainer": "sklearn",
-                "estimator": "random_forest",
-                "params": {"n_estimators": 8},
-            },
-        },
-        "attacks": ["loss", "lira"],
-        "reference_models": 3,
-        "seed": 7,
-    }
-    config.update(overrides)
-    return config
+    return digits_config(**{"reference_models": 3, "trees": 8, "seed": 7, **overrides})
 
 
 @pytest.fixture
