@@ -17,7 +17,7 @@ from privaudit.api.deps import AuthCache
 from privaudit.api.jobs._process import load_job_modules
 from privaudit.api.jobs.batching import SubmissionWriter
 from privaudit.api.middleware import BodySizeLimitMiddleware
-from privaudit.api.routes import estimates, jobs, ldp, streams, system, vector
+from privaudit.api.routes import audits, estimates, jobs, ldp, streams, system, vector
 from privaudit.api.settings import Settings, get_settings
 from privaudit.api.vectors import ShardCache
 
@@ -89,5 +89,6 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(estimates.router)
     app.include_router(vector.router)
     app.include_router(streams.router)
+    app.include_router(audits.router)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-__all__ = ["JSONSchemaRoute"]
+__all__ = ["JSONSchemaRoute", "parse_json"]
 
 
 def _number(text: str) -> int | float:
@@ -26,10 +26,21 @@ def _number(text: str) -> int | float:
     return value
 
 
+def parse_json(text: str | bytes) -> Any:
+    """JSON as JSON Schema reads it: integral numbers (``150.0``) become ``int``.
+
+    Examples
+    --------
+    >>> parse_json('{"k": 150.0, "x": 0.5}')
+    {'k': 150, 'x': 0.5}
+    """
+    return json.loads(text, parse_float=_number)
+
+
 class _JSONSchemaRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_float=_number)
+            self._json = parse_json(await self.body())
         return self._json
 
 

@@ -93,6 +93,9 @@ class JobKindOut(BaseModel):
     resumable: bool
     scope: str
     params_schema: dict[str, Any]
+    submit_route: str | None = Field(
+        default=None, description="Submitted with this route instead of POST /v1/jobs."
+    )
 
 
 class Health(BaseModel):

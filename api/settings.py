@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -92,6 +92,33 @@ class Settings(BaseSettings):
         ge=1,
         le=10_000,
         description="Most thresholds of a Bonferroni grid in one POST /v1/estimates/epsilon.",
+    )
+    audit_max_config_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest `config` part of POST /v1/audits."
+    )
+    audit_max_artifact_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest uploaded artifact (one part of POST /v1/audits), as sent.",
+    )
+    audit_max_artifacts: int = Field(
+        default=8, ge=1, le=64, description="Most artifact parts in one POST /v1/audits."
+    )
+    audit_max_array_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes the arrays of one artifact may take once decompressed.",
+    )
+    audit_max_examples: int = Field(
+        default=1_000_000, ge=2, description="Most audited examples (n) in one audit."
+    )
+    audit_executor: Literal["serial", "local", "ray"] = Field(
+        default="local",
+        description="Where an audit job trains its models: serial (in the job's process), "
+        "local (worker processes, one per core) or ray.",
+    )
+    audit_max_reference_models: int = Field(
+        default=64, ge=1, le=1024, description="Most reference models (K) in one audit."
     )
     vector_max_dimension: int = Field(
         default=4096,

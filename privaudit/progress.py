@@ -23,16 +23,20 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
-__all__ = ["ProgressCallback", "progress_bar", "track"]
+__all__ = ["ProgressCallback", "StageCallback", "progress_bar", "stage_progress", "track"]
 
 T = TypeVar("T")
 ProgressCallback = Callable[[int, int], None]
 """``callback(done, total)``: how long work reports how far it got."""
+
+StageCallback = Callable[[str, int, "int | None"], None]
+"""``callback(stage, done, total)``: work in named stages (``total`` may be ``None``)."""
 
 
 def _progress(console: Console | None) -> Progress:
@@ -62,6 +66,37 @@ def progress_bar(
 
         def update(done: int, total_: int) -> None:
             bar.update(task, completed=done, total=total_)
+
+        yield update
+
+
+@contextmanager
+def stage_progress(*, enabled: bool = True) -> Iterator[StageCallback]:
+    """Yield a ``callback(stage, done, total)`` that shows one rich bar per stage.
+
+    A stage's bar appears at its first report and is completed when the next stage
+    starts (a stage may end without a final report).
+
+    Examples
+    --------
+    >>> with stage_progress(enabled=False) as on_progress:
+    ...     on_progress("train", 1, 3)
+    """
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield lambda stage, done, total: None
+        return
+    with _progress(console) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                for task in tasks.values():
+                    finished = bar.tasks[task].total
+                    if finished is not None:
+                        bar.update(task, completed=finished)
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
 
         yield update
 

@@ -14,7 +14,7 @@ from privaudit.errors import ConfigurationError
 
 __all__ = ["BUILTIN_JOB_MODULES", "die_with_parent", "load_job_modules"]
 
-BUILTIN_JOB_MODULES: list[str] = []
+BUILTIN_JOB_MODULES: list[str] = ["privaudit.api.audits"]
 """Modules that register the service's own job kinds (capability issues append here)."""
 
 _PR_SET_PDEATHSIG = 1

@@ -63,6 +63,9 @@ class JobKind:
     resumable: bool = False
     scope: str = "jobs:write"
     description: str = ""
+    submit_route: str | None = None
+    """A kind with its own submission route (``/v1/audits``), which checks inputs that
+    ``POST /v1/jobs`` cannot (uploaded artifacts); ``POST /v1/jobs`` refuses it."""
 
 
 job_kinds: Registry[JobKind] = Registry("job kind")
@@ -75,8 +78,13 @@ def job_kind(
     params: type[JobParams],
     resumable: bool = False,
     scope: str = "jobs:write",
+    submit_route: str | None = None,
 ) -> Callable[[JobFunction], JobFunction]:
-    """Register the decorated function as the job kind ``name``."""
+    """Register the decorated function as the job kind ``name``.
+
+    ``submit_route`` names the kind's own submission route, for kinds that ``POST
+    /v1/jobs`` must not accept (their inputs are checked there).
+    """
 
     def decorator(function: JobFunction) -> JobFunction:
         description = (function.__doc__ or "").strip().split("\n\n")[0]
@@ -89,6 +97,7 @@ def job_kind(
                 resumable=resumable,
                 scope=scope,
                 description=description,
+                submit_route=submit_route,
             ),
         )
         return function

@@ -28,7 +28,11 @@ from typing import Any
 
 from privaudit.api.db import Database
 from privaudit.api.jobs import store
-from privaudit.api.jobs._process import die_with_parent, load_job_modules
+from privaudit.api.jobs._process import (
+    BUILTIN_JOB_MODULES,
+    die_with_parent,
+    load_job_modules,
+)
 from privaudit.api.jobs.kinds import JobContext, job_kinds
 from privaudit.api.settings import Settings
 from privaudit.errors import JobCancelledError, PrivauditError
@@ -58,10 +62,11 @@ class Worker:
         self.stop_event = threading.Event()
         self.running: dict[str, _Run] = {}
         # Job processes fork from a server process that has already imported the worker
-        # code and the job plugins: a job then starts in milliseconds, not in the second
-        # of CPU that a fresh interpreter needs for its imports.
+        # code, the built-in job kinds and the job plugins: a job then starts in
+        # milliseconds, not in the seconds of CPU that a fresh interpreter needs for its
+        # imports (the membership audit kind imports scipy, pydantic models, ...).
         self._spawn = multiprocessing.get_context("forkserver")
-        self._spawn.set_forkserver_preload([__name__, *settings.job_plugins])
+        self._spawn.set_forkserver_preload([__name__, *BUILTIN_JOB_MODULES, *settings.job_plugins])
         self._settings_json = settings.model_dump(mode="json")
 
     def run(self) -> None:
@@ -71,6 +76,7 @@ class Worker:
         reap_every = min(self.settings.stale_after_s / 2, 10.0)
         log.info("worker %s started", self.worker_id)
         try:
+            self._warm_up()
             while not self.stop_event.is_set():
                 now = time.monotonic()
                 if now - last_reap >= reap_every:
@@ -89,6 +95,17 @@ class Worker:
         finally:
             self._shutdown()
             self.database.dispose()
+
+    def _warm_up(self) -> None:
+        """Start the fork server, and let it import the job kinds, before claiming a job.
+
+        Otherwise the first job's ``process.start()`` would wait for those imports
+        (seconds on a busy host) while the worker holds the job's lease without
+        heartbeating it, and the job could be taken for stale.
+        """
+        process = self._spawn.Process(target=_forkserver_ready, name="privaudit-warm-up")
+        process.start()
+        process.join()
 
     def _wait(self, timeout: float) -> None:
         """Sleep until a job process exits (its slot frees at once) or ``timeout``."""
@@ -187,6 +204,10 @@ class Worker:
             )
             log.info("job %s given back at shutdown -> %s", job_id, status)
         self.running.clear()
+
+
+def _forkserver_ready() -> None:
+    """The warm-up process: nothing to do once the fork server could start it."""
 
 
 def run_worker(settings_json: dict[str, Any], *, install_signals: bool = True) -> None:

@@ -6,10 +6,10 @@ import json
 import re
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Protocol, Union
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse
@@ -93,6 +93,7 @@ def list_job_kinds(_principal: Reader) -> list[JobKindOut]:
             resumable=kind.resumable,
             scope=kind.scope,
             params_schema=kind.params_model.model_json_schema(),
+            submit_route=kind.submit_route,
         )
         for kind in (job_kinds.get(name) for name in job_kinds.names())
     ]
@@ -117,6 +118,8 @@ def submission_body() -> Any:
     variants = []
     for name in job_kinds.names():
         kind = job_kinds.get(name)
+        if kind.submit_route is not None:
+            continue  # submitted through its own route
         variants.append(
             create_model(
                 "Submit_" + re.sub(r"[^A-Za-z0-9]", "_", name),
@@ -183,6 +186,12 @@ async def _submit(
         kind = job_kinds.get(submission.kind)
     except NotFoundError as error:
         raise ParameterError(f"kind: {error.message}", kind=submission.kind) from None
+    if kind.submit_route is not None:
+        raise ParameterError(
+            f"kind: {kind.name!r} jobs are submitted with POST {kind.submit_route}, which checks "
+            "their uploaded inputs",
+            kind=kind.name,
+        )
     if not principal.allows(kind.scope):
         raise PermissionDeniedError(
             f"job kind {kind.name!r} needs the scope {kind.scope!r}", scope=kind.scope
@@ -334,18 +343,37 @@ async def job_events(
         with database.engine.connect() as connection:
             return job_out(store.get_job(connection, tenant_id=tenant_id, job_id=job_id))
 
+    async for event in job_event_stream(request, settings, read, event="job"):
+        yield event
+
+
+class _Observed(Protocol):
+    status: JobStatus
+    updated_at: datetime
+
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
+
+
+async def job_event_stream(
+    request: Request, settings: Settings, read: Callable[[], _Observed], *, event: str
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events of one job: ``read()`` (run in a thread) each time it changed,
+    a keep-alive comment every 15 s, until a terminal status, the client leaves, or
+    ``sse_max_duration_s`` passes."""
     deadline = time.monotonic() + settings.sse_max_duration_s
     last_seen: datetime | None = None
     last_sent = time.monotonic()
     while time.monotonic() < deadline:
-        job = await run_in_threadpool(read)
-        if job.updated_at != last_seen:
-            last_seen = job.updated_at
+        current = await run_in_threadpool(read)
+        if current.updated_at != last_seen:
+            last_seen = current.updated_at
             last_sent = time.monotonic()
             yield ServerSentEvent(
-                data=job.model_dump(mode="json"), event="job", id=job.updated_at.isoformat()
+                data=current.model_dump(mode="json"),
+                event=event,
+                id=current.updated_at.isoformat(),
             )
-            if job.status in TERMINAL_STATUSES:
+            if current.status in TERMINAL_STATUSES:
                 return
         elif time.monotonic() - last_sent > 15:
             last_sent = time.monotonic()

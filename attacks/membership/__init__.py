@@ -36,6 +36,13 @@ Your own model and data: :func:`load_dataset` reads the audited examples, their
 labels and the target's membership from ``.npz``, CSV or Parquet; the model is queried
 through an oracle of :mod:`privaudit.attacks.oracles` (skops, safetensors with an
 architecture from :data:`architectures`, ONNX, or an HTTP endpoint).
+
+An audit can also be described as data: :class:`AuditConfig` (strict, versioned; read
+from YAML with :func:`load_audit_config`) names the inputs (precomputed signals, or
+models trained here with a recipe), the attacks, K, the seed, ε and the gates;
+:func:`run_audit` runs it in stages, keeping trained models as resumable work units.
+``privaudit audit --config audit.yaml`` and the service's ``POST /v1/audits`` both use
+them.
 """
 
 from privaudit.attacks.membership._architectures import (
@@ -43,7 +50,23 @@ from privaudit.attacks.membership._architectures import (
     architectures,
     build_architecture,
 )
+from privaudit.attacks.membership._artifacts import read_npz
+from privaudit.attacks.membership._audit import (
+    STAGES,
+    AuditInputs,
+    AuditOutcome,
+    check_audit_artifacts,
+    run_audit,
+)
 from privaudit.attacks.membership._base import MembershipAttack
+from privaudit.attacks.membership._config import (
+    CONFIG_VERSION,
+    AttackSpec,
+    AuditConfig,
+    build_attack,
+    load_audit_config,
+    parse_audit_config,
+)
 from privaudit.attacks.membership._datasets import AuditDataset, load_dataset
 from privaudit.attacks.membership._digits_demo import (
     DEMO_ATTACKS,
@@ -94,11 +117,17 @@ from privaudit.attacks.membership._signals import (
 
 __all__ = [
     "BLACK_BOX_THREAT_MODEL",
+    "CONFIG_VERSION",
     "DEFAULT_FPR_LIMITS",
     "DEMO_ATTACKS",
     "DIGITS_RECIPE",
     "RMIA",
+    "STAGES",
+    "AttackSpec",
+    "AuditConfig",
     "AuditDataset",
+    "AuditInputs",
+    "AuditOutcome",
     "DigitsDemoResult",
     "LiRA",
     "LossAttack",
@@ -115,19 +144,25 @@ __all__ = [
     "architecture_defaults",
     "architectures",
     "build_architecture",
+    "build_attack",
     "build_membership_report",
+    "check_audit_artifacts",
     "dataset_fingerprint",
     "digits_forest",
     "digits_keep_matrix",
+    "load_audit_config",
     "load_dataset",
     "logit_confidence",
     "logit_confidence_from_logits",
     "logit_confidence_from_loss",
     "membership_metrics",
+    "parse_audit_config",
+    "read_npz",
     "recipe_from_config",
     "reference_keep_matrix",
     "roc_auc",
     "roc_curve",
+    "run_audit",
     "run_digits_demo",
     "run_reference_training",
     "sklearn_estimators",

@@ -6,8 +6,14 @@ summary and writes ``report.json``, ``report.html`` and ``report.md``. Gates suc
 ``--max-auc 0.6`` make the exit status 1 when the worst attack exceeds them, so the
 command can fail a CI job; an error is exit status 2.
 
-``--config audit.yaml`` (auditing your own model) is reserved: it needs the model
-inputs and the executor that are not built yet, and says so.
+``privaudit audit --config audit.yaml`` runs an audit config (see
+:mod:`privaudit.attacks.membership._config`; the same schema as ``POST /v1/audits``):
+precomputed signals from an ``.npz``, or models trained here with a recipe. Trained
+models are kept as resumable work units under ``--work-dir`` (default
+``OUT/.privaudit-work``), so running the same command again after an interruption
+skips the models already trained. Gates come from the config's ``gates`` section.
+Exit status: 0 pass, 1 a gate failed, 2 a bad config or input (one line, no
+traceback).
 """
 
 from __future__ import annotations
@@ -19,18 +25,24 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from privaudit.attacks.membership._audit import run_audit
+from privaudit.attacks.membership._config import load_audit_config
 from privaudit.attacks.membership._digits_demo import DEMO_ATTACKS, run_digits_demo
 from privaudit.attacks.membership._metrics import DEFAULT_FPR_LIMITS
 from privaudit.errors import ParameterError
-from privaudit.progress import progress_bar
+from privaudit.executor import executors
+from privaudit.progress import progress_bar, stage_progress
 from privaudit.registry import report_formats
-from privaudit.reports import Gate, gate, write_report
+from privaudit.reports import AuditReport, Gate, gate, write_report
 from privaudit.reports._console import summary_table, verdict_text
 
 __all__ = ["register"]
 
 DEFAULT_ATTACKS = ("loss", "lira-online", "rmia-online")
+DEFAULT_REFERENCE_MODELS = 16
+DEFAULT_FORMATS = "json,html,md"
 EXIT_GATE_FAILED = 1
+WORK_DIR_NAME = ".privaudit-work"
 
 console = Console()
 
@@ -88,15 +100,33 @@ def audit_command(
     ] = False,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="An audit YAML for your own model (not available yet)."),
+        typer.Option(
+            "--config", help="An audit config (YAML; see docs/membership.md) to run locally."
+        ),
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Directory for report.json/.html/.md.")
     ] = Path("privaudit-report"),
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"--config: where trained models are kept to resume (default OUT/{WORK_DIR_NAME})."
+        ),
+    ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help="Where models train: serial, local (one process per core) or ray "
+            "(default: local with --config, serial with --demo)."
+        ),
+    ] = None,
     reference_models: Annotated[
-        int, typer.Option("--reference-models", "-k", help="K reference models (demo).")
-    ] = 16,
-    seed: Annotated[int, typer.Option(help="Seed of the split, the models and ε.")] = 0,
+        int | None,
+        typer.Option("--reference-models", "-k", help="K reference models (demo; default 16)."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the split, the models and ε (demo; default 0).")
+    ] = None,
     attack: Annotated[
         list[str] | None,
         typer.Option("--attack", "-a", help=f"Attack to run (repeat): {', '.join(DEMO_ATTACKS)}."),
@@ -115,42 +145,104 @@ def audit_command(
         list[str] | None,
         typer.Option(help="FPR=LIMIT, e.g. 0.1%=0.05: fail if a TPR at that FPR exceeds LIMIT."),
     ] = None,
-    delta: Annotated[float, typer.Option(help="The δ at which ε is measured.")] = 1e-5,
-    alpha: Annotated[float, typer.Option(help="One minus the confidence of ε bounds.")] = 0.05,
+    delta: Annotated[
+        float | None, typer.Option(help="The δ at which ε is measured (demo; default 1e-5).")
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(help="One minus the confidence of ε bounds (demo; default 0.05)."),
+    ] = None,
     formats: Annotated[
-        str, typer.Option("--format", help="Comma-separated report formats.")
-    ] = "json,html,md",
+        str | None,
+        typer.Option("--format", help=f"Comma-separated report formats (demo; {DEFAULT_FORMATS})."),
+    ] = None,
 ) -> None:
     """Run a membership-inference audit, write its report, and gate it for CI.
 
     Exit status: 0 when every gate passes (or none is set), 1 when a gate fails, 2 on
     an error.
     """
+    if executor is not None:
+        executors.get(executor)  # an unknown name fails now, not after loading the data
+    demo_options = {
+        "--reference-models": reference_models,
+        "--seed": seed,
+        "--attack": attack,
+        "--max-auc": max_auc,
+        "--max-advantage": max_advantage,
+        "--max-epsilon": max_epsilon,
+        "--max-tpr-at-fpr": max_tpr_at_fpr,
+        "--delta": delta,
+        "--alpha": alpha,
+        "--format": formats,
+    }
     if config is not None:
-        raise ParameterError(
-            "privaudit audit --config is not available yet: auditing your own model needs "
-            "the model inputs and the executor, which are still being built. Run "
-            "`privaudit audit --demo`, or build a report in Python from your attacks' "
-            "scores with privaudit.attacks.membership.build_membership_report",
-            parameter="config",
-        )
+        if demo:
+            raise ParameterError("give --demo or --config, not both", parameter="config")
+        given = [name for name, value in demo_options.items() if value is not None]
+        if given:
+            raise ParameterError(
+                f"{', '.join(given)} apply to --demo only; with --config, set them in the "
+                "config file (reference_models, seed, attacks, gates, epsilon, report.formats)",
+                parameter="config",
+            )
+        _run_config(config, out, work_dir, executor or "local")
+        return
     if not demo:
         raise ParameterError(
-            "say what to audit: --demo (a random forest on scikit-learn's digits); "
-            "--config for your own model is planned",
+            "say what to audit: --demo (a random forest on scikit-learn's digits) or "
+            "--config audit.yaml (an audit config; see docs/membership.md)",
             parameter="demo",
         )
+    if work_dir is not None:
+        raise ParameterError("--work-dir applies to --config only", parameter="work_dir")
     gates = _gates(max_auc, max_advantage, max_epsilon, max_tpr_at_fpr or [])
-    names = [n.strip() for n in formats.split(",") if n.strip()]
+    names = [n.strip() for n in (formats or DEFAULT_FORMATS).split(",") if n.strip()]
     for name in names:  # an unknown format fails now, not after the training
         report_formats.get(name)
     chosen = list(attack or DEFAULT_ATTACKS)
-    with progress_bar("training forests", total=reference_models + 1) as on_progress:
+    k = DEFAULT_REFERENCE_MODELS if reference_models is None else reference_models
+    with progress_bar("training forests", total=k + 1) as on_progress:
         result = run_digits_demo(
-            n_reference=reference_models, seed=seed, attacks=chosen, on_progress=on_progress
+            n_reference=k,
+            seed=0 if seed is None else seed,
+            attacks=chosen,
+            on_progress=on_progress,
+            executor=executor,
         )
-    report = result.report(gates=gates, delta=delta, alpha=alpha)
+    report = result.report(
+        gates=gates,
+        delta=1e-5 if delta is None else delta,
+        alpha=0.05 if alpha is None else alpha,
+    )
     paths = write_report(report, out, formats=names)
+    _print_outcome(report, paths)
+
+
+def _run_config(path: Path, out: Path, work_dir: Path | None, executor: str) -> None:
+    """``privaudit audit --config``: run the config locally and write its report."""
+    config = load_audit_config(path)
+    base = path.resolve().parent
+    artifacts = {name: base / name for name in config.artifact_names()}
+    with stage_progress() as on_progress:
+        outcome = run_audit(
+            config,
+            artifacts=artifacts,
+            work_dir=work_dir or out / WORK_DIR_NAME,
+            out_dir=out,
+            on_progress=on_progress,
+            executor=executor,
+        )
+    if outcome.n_models:
+        console.print(
+            f"models: {outcome.n_models} ({outcome.trained} trained, {outcome.skipped} reused "
+            "from an earlier run)",
+            highlight=False,
+        )
+    _print_outcome(outcome.report, outcome.files)
+
+
+def _print_outcome(report: AuditReport, paths: dict[str, Path]) -> None:
     console.print(summary_table(report))
     console.print(verdict_text(report))
     for name, path in paths.items():

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from privaudit.attacks.membership._artifacts import read_npz
 from privaudit.attacks.oracles import check_file_size, detect_format
 from privaudit.errors import (
     DataError,
@@ -296,25 +297,18 @@ def _read_npz(request: _Request) -> AuditDataset:
         )
     feature_key = features or "features"
     with zipfile.ZipFile(file) as archive:
-        unpacked = sum(info.file_size for info in archive.infolist())
-    if unpacked > max_bytes:
-        raise LimitExceededError(
-            f"dataset {file.name!r} unpacks to {unpacked} bytes, over the limit of {max_bytes}",
-            limit="max_bytes",
-        )
-    with np.load(file, allow_pickle=False) as archive:
-        keys = list(archive.files)
-        for key, what in ((feature_key, "features array"), (label, "array"), (member, "array")):
-            if key not in keys:
-                raise _missing(file, what, key, keys)
-        try:
-            arrays = {key: archive[key] for key in (feature_key, label, member)}
-        except ValueError as error:  # "Object arrays cannot be loaded when allow_pickle=False"
-            raise UnsupportedFormatError(
-                f"dataset {file.name!r} holds object arrays, which are pickles and are never "
-                f"loaded ({error}); save numeric arrays only",
-                format="npz",
-            ) from None
+        keys = [name.removesuffix(".npy") for name in archive.namelist()]
+    for key, what in ((feature_key, "features array"), (label, "array"), (member, "array")):
+        if key not in keys:
+            raise _missing(file, what, key, keys)
+    wanted = (feature_key, label, member)
+    arrays = read_npz(
+        file,
+        required=wanted,
+        optional=tuple(key for key in keys if key not in wanted),
+        max_array_bytes=max_bytes,
+        name=f"dataset {file.name!r}",
+    )
     matrix = arrays[feature_key]
     if matrix.ndim < 2 or not (np.issubdtype(matrix.dtype, np.number) or matrix.dtype == np.bool_):
         raise DataError(

@@ -61,6 +61,7 @@ __all__ = [
     "check_file_size",
     "detect_format",
     "load_oracle",
+    "require_format",
 ]
 
 DEFAULT_MAX_BYTES = 1024 * 2**20

@@ -13,6 +13,8 @@ PROTECTED = [
     ("GET", "/v1/job-kinds"),
     ("POST", "/v1/jobs"),
     ("GET", "/v1/jobs/0123456789abcdef0123456789abcdef"),
+    ("POST", "/v1/audits"),
+    ("GET", "/v1/audits/0123456789abcdef0123456789abcdef/report"),
 ]
 
 

@@ -27,12 +27,13 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 #   and a batch of vectors must have the collection's dimension (and ids not yet used);
 # - a stream takes exactly one of epsilon and noise_multiplier, and its horizon and
 #   noise scale are bounded together (state size, the samplers' range);
-# - a batch of items must fit in what is left of its stream's horizon.
+# - a batch of items must fit in what is left of its stream's horizon;
+# - an audit's config is checked against its uploaded artifacts (shapes, K, content).
 # That one check is off for those operations; every other check runs on them.
 SEMANTIC_INPUT = (
     "^(/v1/ldp/sessions(/[^/]+/reports)?|/v1/estimates/epsilon"
     "|/v1/vector/contexts|/v1/vector/collections/[^/]+/(vectors|search)"
-    "|/v1/streams(/[^/]+/items)?)$"
+    "|/v1/streams(/[^/]+/items)?|/v1/audits)$"
 )
 
 

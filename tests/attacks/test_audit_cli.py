@@ -72,7 +72,7 @@ def test_a_failing_gate_exits_1(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["audit", "--config", "audit.yaml"], "--config is not available yet"),
+        (["audit", "--config", "audit.yaml"], "cannot read the audit config"),
         (["audit"], "say what to audit: --demo"),
         (["audit", "--demo", "--max-tpr-at-fpr", "5%=0.1"], "TPRs at FPR 10%, 1%, 0.1%, 0%"),
         (["audit", "--demo", "--max-tpr-at-fpr", "0.1"], "takes FPR=LIMIT"),
@@ -103,3 +103,85 @@ def test_report_command_refuses_a_broken_report_and_prints_the_schema(
     assert code == 2 and "breaks the audit report schema" in err
     code, out, _ = invoke(capsys, monkeypatch, tmp_path, "report", "schema")
     assert code == 0 and json.loads(out)["$id"] == "urn:privaudit:audit-report:1"
+
+
+# --- privaudit audit --config ------------------------------------------------------
+
+TRAIN_YAML = """\
+version: 1
+inputs:
+  mode: train
+  dataset: {builtin: digits}
+  recipe: {trainer: sklearn, estimator: random_forest, params: {n_estimators: 10}}
+reference_models: 2
+seed: 3
+attacks: [loss]
+epsilon: {delta: 1.0e-5, alpha: 0.05}
+gates: {max_auc: 0.95}
+report: {formats: [json, md]}
+"""
+
+
+def test_config_runs_locally_writes_the_reports_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "audit.yaml").write_text(TRAIN_YAML)
+    code, out, err = invoke(capsys, monkeypatch, tmp_path, "audit", "--config", "audit.yaml")
+    assert code == 0, err
+    assert "models: 3 (3 trained, 0 reused" in out and "verdict: PASS" in out
+    written = sorted(path.name for path in (tmp_path / "privaudit-report").iterdir())
+    assert written == [".privaudit-work", "report.json", "report.md"]
+    first = load_report(tmp_path / "privaudit-report" / "report.json")
+    assert first.config["seed"] == 3 and first.config["reference_models"] == 2
+    # The same command again finds every model trained (work units) and skips them.
+    code, out, err = invoke(capsys, monkeypatch, tmp_path, "audit", "--config", "audit.yaml")
+    assert code == 0, err
+    assert "models: 3 (0 trained, 3 reused" in out
+    again = load_report(tmp_path / "privaudit-report" / "report.json")
+    assert again.attacks[0].metrics == first.attacks[0].metrics
+
+
+def test_config_gate_failure_exits_1_from_signals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+    from membership_planted import planted
+
+    data = planted(n=500, n_reference=4, seed=0)
+    (tmp_path / "inputs").mkdir()
+    np.savez(tmp_path / "inputs" / "s.npz", signals=data.signals, keep=data.keep)
+    (tmp_path / "audit.yaml").write_text(
+        "version: 1\ninputs: {mode: signals, signals: inputs/s.npz}\nattacks: [loss, lira]\n"
+        "epsilon: {estimate: false}\ngates: {max_auc: 0.5}\n"
+    )
+    args = ["audit", "--config", "audit.yaml", "--out", "out"]
+    code, out, err = invoke(capsys, monkeypatch, tmp_path, *args)
+    # The planted effect gives LOSS an AUC of 0.62 (sd 0.025 at n = 500): above 0.5.
+    assert code == 1, err
+    assert "verdict: FAIL" in out and "models:" not in out
+    assert load_report(tmp_path / "out" / "report.json").verdict.status == "fail"
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "extra", "message"),
+    [
+        ("version: 1\ninputs: {mode: signals}\nattacks: [loss]\n", [], "inputs.signals.signals"),
+        ("version: [\n", [], "is not valid YAML"),
+        ("version: 1\ninputs: {mode: signals, signals: s.npz}\nattacks: [loss]\n", [],
+         "cannot read artifact 's.npz'"),
+        ("version: 1\n", ["--max-auc", "0.5", "--seed", "1"], "--seed, --max-auc apply to --demo"),
+        ("version: 1\n", ["--demo"], "give --demo or --config, not both"),
+    ],
+)  # fmt: skip
+def test_config_errors_exit_2_with_one_line(
+    yaml_text: str,
+    extra: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "audit.yaml").write_text(yaml_text)
+    code, _, err = invoke(capsys, monkeypatch, tmp_path, "audit", "--config", "audit.yaml", *extra)
+    assert code == 2 and message in " ".join(err.split()), err
+    assert "Traceback" not in err and not (tmp_path / "privaudit-report" / "report.json").exists()

@@ -125,7 +125,7 @@ def test_pickles_and_object_arrays_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedFormatError, match=r"pickle .* never loads pickles"):
         load_dataset(path)
     np.savez(tmp_path / "obj.npz", features=FEATURES, label=LABELS, member=np.array(MEMBER, object))
-    with pytest.raises(UnsupportedFormatError, match="object arrays, which are pickles"):
+    with pytest.raises(UnsupportedFormatError, match="only pickle can hold"):
         load_dataset(tmp_path / "obj.npz")
 
 
@@ -141,7 +141,7 @@ def test_sizes_are_bounded(tmp_path: Path) -> None:
         tmp_path / "bomb.npz", features=np.zeros((40, 20_000)), label=LABELS, member=MEMBER
     )
     assert (tmp_path / "bomb.npz").stat().st_size < 100_000
-    with pytest.raises(LimitExceededError, match=r"unpacks to .* over the limit of 1000000"):
+    with pytest.raises(LimitExceededError, match="more than 1000000 bytes"):
         load_dataset(tmp_path / "bomb.npz", max_bytes=1_000_000)
 
 
