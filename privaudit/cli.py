@@ -22,7 +22,7 @@ from rich.markup import escape
 from privaudit import __version__
 from privaudit.errors import PrivauditError
 
-__all__ = ["app", "build_app", "main"]
+__all__ = ["build_app", "main"]
 
 ENTRY_POINT_GROUP = "privaudit.cli"
 
@@ -50,14 +50,19 @@ def build_app() -> typer.Typer:
     return cli
 
 
-app = build_app()
+def __getattr__(name: str) -> typer.Typer:
+    # Built on first use, not at import: multiprocessing re-runs the console script in
+    # the children it spawns, and importing this module must not load every plugin.
+    if name == "app":
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; a privaudit error becomes one red line and exit status 2."""
     try:
         # Standalone mode: usage errors print click's message and exit 2 by themselves.
-        app(args=argv)
+        build_app()(args=argv)
     except PrivauditError as error:
         stderr.print(f"[red]error[/red] {escape(f'[{error.code}]')}: {escape(error.message)}")
         sys.exit(2)

@@ -11,6 +11,7 @@ worker down.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -18,10 +19,12 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +107,8 @@ class Worker:
         heartbeating it, and the job could be taken for stale.
         """
         process = self._spawn.Process(target=_forkserver_ready, name="privaudit-warm-up")
-        process.start()
+        with _main_script_hidden():
+            process.start()
         process.join()
 
     def _wait(self, timeout: float) -> None:
@@ -127,7 +131,8 @@ class Worker:
                 name=f"privaudit-job-{claimed.id[:8]}",
                 daemon=False,
             )
-            process.start()
+            with _main_script_hidden():
+                process.start()
             self.running[claimed.id] = _Run(claimed, process)
             log.info("job %s (%s) started, attempt %d", claimed.id, claimed.kind, claimed.attempts)
             started = True
@@ -204,6 +209,30 @@ class Worker:
             )
             log.info("job %s given back at shutdown -> %s", job_id, status)
         self.running.clear()
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Within this block, processes started with ``forkserver`` do not re-run this
+    process's main script.
+
+    multiprocessing runs the parent's main script again in every child it starts (as
+    ``__mp_main__``) when that script is a file: under ``privaudit serve``, the
+    ``privaudit`` console script. That costs each job process the script's imports, for
+    nothing: job targets live in importable modules. Python 3.11's fork server ignores
+    a ``"__main__"`` preload (it never receives the path), so the path is hidden from
+    the preparation data instead, while the process starts.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def _forkserver_ready() -> None:

@@ -128,3 +128,77 @@ def test_labels_the_model_cannot_answer_are_refused(
     artifacts["audit.npz"] = tmp_path / "nomember.npz"
     with pytest.raises(DataError, match=r"artifact 'audit.npz': .*has no array 'member'"):
         run_audit(config, artifacts=artifacts)
+
+
+TORCH_RECIPE = {
+    "trainer": "torch",
+    "architecture": "mlp",
+    "architecture_params": {"hidden": [64]},
+    "optimizer": "adam",
+    "learning_rate": 0.01,
+    "epochs": 100,
+    "batch_size": 100,
+}
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [None, pytest.param(TORCH_RECIPE, marks=pytest.mark.slow, id="with-references")],
+)
+def test_an_own_torch_model_from_safetensors(tmp_path: Path, recipe: dict[str, Any] | None) -> None:
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    from privaudit.attacks.membership import build_architecture
+
+    data = load_digits()
+    features, labels = data.data[:200] / 16.0, data.target[:200]
+    member = np.random.default_rng(3).permutation(200) < 100
+    torch.manual_seed(0)
+    net = build_architecture("mlp", input_shape=(64,), n_classes=10, config={"hidden": [64]})
+    net.train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    x = torch.tensor(features[member], dtype=torch.float32)
+    y = torch.tensor(labels[member])
+    for _ in range(200):  # full batch, long enough to overfit its 100 members
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        optimizer.step()
+    safetensors_torch.save_file(net.state_dict(), tmp_path / "net.safetensors")
+    np.savez(tmp_path / "audit.npz", features=features, label=labels, member=member)
+    config = parse_audit_config(
+        {
+            "version": 1,
+            "inputs": {
+                "mode": "model",
+                "model": "net.safetensors",
+                "dataset": "audit.npz",
+                "architecture": {
+                    "name": "mlp",
+                    "input_shape": [64],
+                    "n_classes": 10,
+                    "config": {"hidden": [64]},
+                },
+                **({} if recipe is None else {"recipe": recipe}),
+            },
+            **({} if recipe is None else {"reference_models": 2}),
+            "attacks": ["loss"]
+            if recipe is None
+            else ["loss", {"attack": "lira", "params": {"online": False}}],
+        }
+    )
+    artifacts = {
+        "net.safetensors": tmp_path / "net.safetensors",
+        "audit.npz": tmp_path / "audit.npz",
+    }
+    outcome = run_audit(config, artifacts=artifacts)
+    aucs = {attack.name: attack.metrics.auc for attack in outcome.report.attacks}
+    # Seeded, deterministic on the CPU: the overfitted network leaks, and LOSS sees it;
+    # with a recipe, two torch reference models are trained here and LiRA runs too.
+    assert aucs["loss"] > 0.6, aucs
+    if recipe is not None:
+        assert (outcome.n_models, outcome.trained) == (2, 2) and aucs["lira-offline"] > 0.6
+
+    wrong = config.model_dump(mode="json")
+    wrong["inputs"]["architecture"]["config"] = {"hidden": [32]}
+    with pytest.raises(DataError, match="does not fit"):
+        run_audit(parse_audit_config(wrong), artifacts=artifacts)
