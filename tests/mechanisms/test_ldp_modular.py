@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import privaudit.mechanisms.ldp._modular  # noqa: F401  (registers "mss")
+import privaudit.mechanisms.ldp._modular as _modular  # registers "mss"
 from privaudit import simulation_generator
 from privaudit.errors import DataError, ParameterError
 from privaudit.mechanisms.ldp import Reports, SubsetSelection, _wire
@@ -575,7 +576,12 @@ def test_the_smaller_report_form_and_its_wire_bits(k: int, epsilon: float, form:
     )
 
 
-def test_forged_positions_reports_are_refused_whole() -> None:
+@pytest.mark.parametrize("screen_width", [0, _modular._SCREEN_WIDTH])
+def test_forged_positions_reports_are_refused_whole(
+    screen_width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Screen width 0: every batch goes through the block-by-block screen first.
+    monkeypatch.setattr(_modular, "_SCREEN_WIDTH", screen_width)
     oracle = ModularSubsetSelection(k=200, epsilon=2.0)
     assert oracle.report_form == "positions"
     rng = simulation_generator(12)
@@ -644,11 +650,17 @@ def test_forged_bitmap_reports_are_refused_whole() -> None:
         st.tuples(st.integers(0, 2), st.lists(st.integers(-1, 12), min_size=4, max_size=4)),
         min_size=1,
         max_size=6,
-    )
+    ),
+    screened=st.booleans(),
 )
 def test_malformed_positions_are_refused_exactly_when_not_sets(
-    data: list[tuple[int, list[int]]],
+    data: list[tuple[int, list[int]]], screened: bool
 ) -> None:
+    with mock.patch.object(_modular, "_SCREEN_WIDTH", 0 if screened else 1_000):
+        check_positions_against_reference(data)
+
+
+def check_positions_against_reference(data: list[tuple[int, list[int]]]) -> None:
     oracle = ModularSubsetSelection(k=20, epsilon=1.0, moduli=(7, 11, 13), subset_size=[2, 3, 4])
     assert oracle.report_form == "positions"
     block = np.array([b for b, _ in data], dtype=np.int64)
