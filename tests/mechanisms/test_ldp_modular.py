@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import privaudit.mechanisms.ldp._modular  # noqa: F401  (registers "mss")
+import privaudit.mechanisms.ldp._modular as _modular  # registers "mss"
 from privaudit import simulation_generator
 from privaudit.errors import DataError, ParameterError
 from privaudit.mechanisms.ldp import Reports, SubsetSelection, _wire
@@ -259,17 +260,57 @@ def test_decoder_equals_the_dense_linear_estimator() -> None:
     np.testing.assert_allclose(oracle.estimate(reports), expected, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize(("k", "epsilon", "damping"), [(1024, 1.0, 0.0), (5000, 3.0, 50.0)])
-def test_conjugate_gradient_decoder_equals_lsmr(k: int, epsilon: float, damping: float) -> None:
-    """The default decoder (CG on the Toeplitz normal equations) and LSMR on the stacked
-    design solve the same least-squares problem, with and without damping."""
+@pytest.mark.parametrize(
+    ("k", "epsilon", "damping"), [(1024, 1.0, 0.0), (5000, 3.0, 50.0), (22_000, 1.0, 0.0)]
+)
+def test_toeplitz_cg_and_lsmr_decoders_agree(k: int, epsilon: float, damping: float) -> None:
+    """The default decoder (the Gohberg–Semencul inverse of the Toeplitz normal matrix),
+    CG on the normal equations and LSMR on the stacked design solve the same
+    least-squares problem, with and without damping."""
     oracle = ModularSubsetSelection(k=k, epsilon=epsilon, damping=damping)
     rng = simulation_generator(k)
     reports = oracle.randomize(np.minimum(rng.zipf(1.5, 20_000) - 1, k - 1), rng=rng)
     statistics = oracle.statistics(reports)
-    by_cg = oracle._solve(statistics, 20_000)
+    by_toeplitz = oracle._solve(statistics, 20_000)
+    by_cg = oracle._solve(statistics, 20_000, solver="cg")
     by_lsmr = oracle._solve(statistics, 20_000, solver="lsmr")
-    np.testing.assert_allclose(by_cg, by_lsmr, rtol=0, atol=1e-10 * np.abs(by_lsmr).max())
+    scale = np.abs(by_lsmr).max()
+    np.testing.assert_allclose(by_toeplitz, by_lsmr, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(by_cg, by_lsmr, rtol=0, atol=1e-10 * scale)
+    np.testing.assert_allclose(by_toeplitz, by_cg, rtol=0, atol=1e-12 * scale)
+    # Again, from the generator the design now keeps: the same estimate.
+    np.testing.assert_array_equal(oracle._solve(statistics, 20_000), by_toeplitz)
+    with pytest.raises(ParameterError, match="solver"):
+        oracle._solve(statistics, 20_000, solver="dense")
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3])
+def test_fast_solve_meets_the_cg_residual_on_vectors_and_matrices(shift: float) -> None:
+    """``_Design.solve`` reaches ``‖b − K x‖ ≤ 1e-13 ‖b‖`` (checked with the dense
+    ``K``), for one and for several right-hand sides."""
+    k = 60
+    design = ModularSubsetSelection(k=k, epsilon=1.0, moduli=(37, 41, 43))._design
+    dense = scipy.linalg.toeplitz(design.column) + shift * np.eye(k)
+    rng = np.random.default_rng(3)
+    for b in (rng.standard_normal(k), rng.standard_normal((k, 3))):
+        x = design.solve(b, shift)
+        residual = b - dense @ x
+        assert np.all(np.linalg.norm(residual, axis=0) <= 1e-13 * np.linalg.norm(b, axis=0))
+
+
+def test_fast_solve_falls_back_to_cg_when_the_design_is_ill_conditioned() -> None:
+    # κ(N) ≈ 1e7: the Gohberg–Semencul product and its refinements miss the 1e-13
+    # residual, so the solve is the iterative one (CG, then Levinson), as before.
+    k = 60
+    design = ModularSubsetSelection(k=k, epsilon=1.0, moduli=(7, 9, 11, 37))._design
+    dense = scipy.linalg.toeplitz(design.column)
+    assert np.linalg.cond(dense) > 1e6
+    b = np.random.default_rng(4).standard_normal(k)
+    plain = design.inverse().apply(b)
+    assert np.linalg.norm(b - dense @ plain) > 1e-13 * np.linalg.norm(b)
+    np.testing.assert_array_equal(design.solve(b), design.iterative_solve(b))
+    exact = np.linalg.solve(dense, b)
+    np.testing.assert_allclose(design.solve(b), exact, rtol=0, atol=1e-9 * np.abs(exact).max())
 
 
 @pytest.mark.parametrize("epsilon", [2.0, 5.0])
@@ -535,7 +576,12 @@ def test_the_smaller_report_form_and_its_wire_bits(k: int, epsilon: float, form:
     )
 
 
-def test_forged_positions_reports_are_refused_whole() -> None:
+@pytest.mark.parametrize("screen_width", [0, _modular._SCREEN_WIDTH])
+def test_forged_positions_reports_are_refused_whole(
+    screen_width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Screen width 0: every batch goes through the block-by-block screen first.
+    monkeypatch.setattr(_modular, "_SCREEN_WIDTH", screen_width)
     oracle = ModularSubsetSelection(k=200, epsilon=2.0)
     assert oracle.report_form == "positions"
     rng = simulation_generator(12)
@@ -604,11 +650,17 @@ def test_forged_bitmap_reports_are_refused_whole() -> None:
         st.tuples(st.integers(0, 2), st.lists(st.integers(-1, 12), min_size=4, max_size=4)),
         min_size=1,
         max_size=6,
-    )
+    ),
+    screened=st.booleans(),
 )
 def test_malformed_positions_are_refused_exactly_when_not_sets(
-    data: list[tuple[int, list[int]]],
+    data: list[tuple[int, list[int]]], screened: bool
 ) -> None:
+    with mock.patch.object(_modular, "_SCREEN_WIDTH", 0 if screened else 1_000):
+        check_positions_against_reference(data)
+
+
+def check_positions_against_reference(data: list[tuple[int, list[int]]]) -> None:
     oracle = ModularSubsetSelection(k=20, epsilon=1.0, moduli=(7, 11, 13), subset_size=[2, 3, 4])
     assert oracle.report_form == "positions"
     block = np.array([b for b, _ in data], dtype=np.int64)
