@@ -17,6 +17,7 @@ References
 from privaudit.crypto.vector_search._federation import FederatedSearch, PartyEndpoint
 from privaudit.crypto.vector_search._kernel import (
     bsgs_steps,
+    chunk_capacity,
     galois_elements,
     shard_memory_bytes,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "bsgs_steps",
     "check_context",
     "check_vectors",
+    "chunk_capacity",
     "chunk_columns",
     "galois_elements",
     "matmul_chunked",

@@ -6,7 +6,7 @@ Protocol (FRAG's architecture [Zha24]_ with sound encryption; see docs/vector_se
     keygen (sk stays here)
     public context: parameters + Galois keys ──►  cache by SHA-256 (once per session)
     Enc_sk(q) (fresh, seeded)  ──────────────►  BSGS scores Enc(X_i q) (+ noise)
-    decrypt, merge, top-k      ◄──────────────  one ciphertext per 4,096 vectors
+    decrypt, merge, top-k      ◄──────────────  one ciphertext per chunk of vectors
 
 References
 ----------
@@ -31,10 +31,12 @@ import numpy.typing as npt
 
 from privaudit.crypto.vector_search import _tenseal_mm
 from privaudit.crypto.vector_search._kernel import (
+    QUERY_PACKING,
     PackedShard,
+    chunk_capacity,
     galois_elements,
-    padded_dimension,
-    replicate_query,
+    pack_query,
+    query_period,
 )
 from privaudit.crypto.vector_search._noise import METRICS, ScoreNoise
 from privaudit.crypto.vector_search._parameters import SearchParameters
@@ -223,8 +225,8 @@ class EncryptedScores:
     ids
         The ids of the shard's vectors, in slot order.
     ciphertexts
-        One serialized ciphertext per ``slots`` vectors (TenSEAL ``mm``: per
-        ``slots - d``).
+        One serialized ciphertext per :func:`chunk_capacity` vectors (TenSEAL ``mm``:
+        per ``slots - d``).
     noise_sigma
         Standard deviation of the noise the party added (0 when none).
     """
@@ -322,7 +324,7 @@ class Querier:
         _check_metric(metric)
         _check_kernel(kernel)
         self.params = params if params is not None else SearchParameters()
-        if padded_dimension(dimension) > self.params.slots:
+        if query_period(dimension, self.params) > self.params.slots:
             raise ParameterError(
                 f"dimension {dimension} does not fit in {self.params.slots} slots; "
                 "use a larger poly_modulus_degree"
@@ -343,7 +345,13 @@ class Querier:
         else:
             self._tenseal = _tenseal_mm.private_context(self.params)
             sections = [_tenseal_mm.public_context_bytes(self._tenseal)]
-        header = {"kernel": kernel, "dimension": dimension, "params": self.params.to_dict()}
+        header: dict[str, Any] = {
+            "kernel": kernel,
+            "dimension": dimension,
+            "params": self.params.to_dict(),
+        }
+        if kernel == "bsgs":
+            header["packing"] = QUERY_PACKING
         self._public_context = encode_frame(Kind.CONTEXT, header, sections)
         self.context_id = hashlib.sha256(self._public_context).hexdigest()
 
@@ -369,7 +377,7 @@ class Querier:
             api = sealapi()
             plaintext = api.Plaintext()
             self._encoder.encode(
-                replicate_query(values, self.params.slots).tolist(),
+                pack_query(values, self.params).tolist(),
                 self._context.first_parms_id(),
                 self.params.scale,
                 plaintext,
@@ -417,7 +425,7 @@ class Querier:
 
     def _per_chunk(self) -> int:
         if self.kernel == "bsgs":
-            return self.params.slots
+            return chunk_capacity(self.dimension, self.params)
         return _tenseal_mm.chunk_columns(self.dimension, self.params.slots)
 
     def _decrypt_one(self, blob: bytes) -> list[float]:
@@ -513,7 +521,7 @@ def check_context(context: bytes, *, max_bytes: int = MAX_CONTEXT_BYTES) -> Cont
     """
     kernel, dimension, described, sections = _parse_context(context, max_bytes=max_bytes)
     params = SearchParameters.from_dict(described)
-    if dimension < 1 or padded_dimension(dimension) > params.slots:
+    if dimension < 1 or query_period(dimension, params) > params.slots:
         raise ParameterError(
             f"the context's dimension {dimension} does not fit its {params.slots} slots"
         )
@@ -533,6 +541,12 @@ def _parse_context(context: bytes, *, max_bytes: int) -> tuple[str, int, Any, li
     kernel = field(header, "kernel", str, "context")
     _check_kernel(kernel)
     dimension = field(header, "dimension", int, "context")
+    if kernel == "bsgs" and header.get("packing") != QUERY_PACKING:
+        raise DataError(
+            f"the context packs queries as {header.get('packing')!r}; parties of this "
+            f"version expect {QUERY_PACKING!r} (two coordinates per complex slot): make "
+            "a new Querier (and context) with this version of privaudit"
+        )
     return kernel, dimension, header.get("params"), sections
 
 

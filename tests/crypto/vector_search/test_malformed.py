@@ -210,7 +210,7 @@ def test_bad_constructor_arguments() -> None:
     with pytest.raises(ParameterError, match="dimension"):
         Querier(dimension=0)
     with pytest.raises(ParameterError, match="slots"):
-        Querier(dimension=5000)
+        Querier(dimension=8193)  # 4,097 coordinate pairs in 4,096 slots
     with pytest.raises(ParameterError, match="max_queries_per_querier"):
         DataParty(party_id="p", dimension=4, max_queries_per_querier=0)
     with pytest.raises(ParameterError, match="party_id"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from privaudit.crypto.vector_search import SearchParameters, bsgs_steps, galois_elements
+from privaudit.crypto.vector_search._kernel import query_period
 from privaudit.errors import ParameterError
 
 
@@ -35,16 +36,26 @@ def test_refused(kwargs: dict[str, object], message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("dimension", "steps"), [(1, (1, 1)), (16, (4, 4)), (384, (32, 16)), (768, (32, 32))]
+    ("dimension", "period", "steps"),
+    [
+        (1, 1, (1, 1)),
+        (16, 8, (2, 4)),
+        (384, 192, (16, 12)),
+        (768, 384, (16, 24)),
+        (1000, 512, (16, 32)),
+    ],
 )
-def test_bsgs_steps(dimension: int, steps: tuple[int, int]) -> None:
+def test_query_period_and_bsgs_steps(dimension: int, period: int, steps: tuple[int, int]) -> None:
+    # Two coordinates per slot; the period is ⌈d/2⌉ or the next power of two, whichever
+    # costs fewer products per vector (500 / 3597 > 512 / 4096, 192 / 3905 < 256 / 4096).
+    assert query_period(dimension) == period
     assert bsgs_steps(dimension) == steps
 
 
 def test_galois_elements_are_rotation_one_baby_step_and_conjugation() -> None:
     params = SearchParameters()
     two_n = 2 * params.poly_modulus_degree
-    assert galois_elements(384, params) == [3, pow(3, 32, two_n), two_n - 1]
+    assert galois_elements(384, params) == [3, pow(3, 16, two_n), two_n - 1]
     assert galois_elements(1, params) == [two_n - 1]
 
 
