@@ -140,12 +140,35 @@ def bsgs_steps(dimension: int, params: SearchParameters | None = None) -> tuple[
 def galois_elements(dimension: int, params: SearchParameters) -> list[int]:
     """The Galois elements of the only keys the kernel uses.
 
-    Rotation by ``step`` is the element ``3^step mod 2N``; conjugation is ``2N - 1``.
+    Rotations by 1 and by the baby step ``b``, by half the slots where a small shard is
+    folded (:func:`fold_window`), and conjugation. Rotation by ``step`` is the element
+    ``3^step mod 2N``; conjugation is ``2N - 1``.
     """
     two_n = 2 * params.poly_modulus_degree
     baby, giant = bsgs_steps(dimension, params)
     steps = ([1] if baby > 1 else []) + ([baby] if giant > 1 else [])
+    if fold_window(dimension, params) is not None and params.slots // 2 not in steps:
+        steps.append(params.slots // 2)
     return [pow(3, step, two_n) for step in steps] + [two_n - 1]
+
+
+def fold_window(dimension: int, params: SearchParameters | None = None) -> int | None:
+    """Rotations per folded chunk, or ``None`` where folding does not pay.
+
+    Slot ``s + slots/2`` sees the query shifted by ``δ = (slots/2) mod p`` against slot
+    ``s``. A chunk of at most ``slots/2 - w + 1`` vectors (the last chunk of a small
+    shard) puts each vector in both halves: windows of ``w = max(δ, p - δ)`` rotations
+    at offsets 0 and δ cover all ``p`` coordinate pairs (the overlap is zero in the
+    second copy), and one rotation by ``slots/2`` adds the halves. ``w`` is 128 instead
+    of 192 for d = 384, 256 instead of 384 for d = 768; ``None`` when it would save less
+    than a quarter of the ``p`` products (not worth a rotation and a Galois key), as when
+    ``p`` divides ``slots/2`` (both halves would see the same coordinates).
+    """
+    params = params or SearchParameters()
+    period, half = query_period(dimension, params), params.slots // 2
+    shift = half % period
+    window = max(shift, period - shift)
+    return window if 4 * window <= 3 * period else None
 
 
 def pack_query(query: FloatArray, params: SearchParameters) -> ComplexArray:
@@ -163,6 +186,7 @@ def pack_query(query: FloatArray, params: SearchParameters) -> ComplexArray:
 class _Chunk:
     plaintexts: list[list[Any]]  # [giant][baby]
     size: int  # vectors in this chunk (the last one may be partial)
+    folded: bool  # each vector in both halves of the slots (fold_window)
 
 
 class PackedShard:
@@ -194,6 +218,9 @@ class PackedShard:
         self.period = query_period(dimension, params)
         self.capacity = chunk_capacity(dimension, params)
         self.baby, self.giant = bsgs_steps(dimension, params)
+        self.fold = fold_window(dimension, params)
+        half = params.slots // 2
+        self.fold_capacity = 0 if self.fold is None else half - self.fold + 1
         self.context = params.seal_context()
         self.encoder = api.CKKSEncoder(self.context)
         self.parms_id = self.context.first_parms_id()
@@ -227,16 +254,35 @@ class PackedShard:
         padded = np.zeros((slots, 2 * period))
         padded[: part.shape[0], : self.dimension] = part * self.factor
         block = padded[:, :period] - 1j * padded[:, period:]  # y = x_lo - i·x_hi
-        diagonals = block[np.arange(slots)[:, None], self._diagonal_index]
-        baby = self.baby
+        folded = part.shape[0] <= self.fold_capacity
+        if folded:
+            diagonals = self._folded_diagonals(block)
+        else:
+            diagonals = block[np.arange(slots)[:, None], self._diagonal_index]
+        baby, count = self.baby, diagonals.shape[1]
         plaintexts = [
             [
                 self._encode(np.roll(diagonals[:, g * baby + k], g * baby))
-                for k in range(min(baby, period - g * baby))
+                for k in range(min(baby, count - g * baby))
             ]
-            for g in range(self.giant)
+            for g in range(-(-count // baby))
         ]
-        return _Chunk(plaintexts=plaintexts, size=part.shape[0])
+        return _Chunk(plaintexts=plaintexts, size=part.shape[0], folded=folded)
+
+    def _folded_diagonals(self, block: ComplexArray) -> ComplexArray:
+        # Vector s sits in slots s and s + slots/2; rotation i shows them the coordinate
+        # pairs s + i and s + δ + i (mod p). The second copy keeps only the pairs the
+        # first window [s, s + w) misses.
+        assert self.fold is not None
+        period, half, window = self.period, self.params.slots // 2, self.fold
+        shift = half % period
+        rows = np.arange(half)[:, None]
+        steps = np.arange(window)[None, :]
+        diagonals = np.zeros((2 * half, window), dtype=np.complex128)
+        diagonals[:half] = block[rows, (rows + steps) % period]
+        keep = (shift + steps) % period >= window
+        diagonals[half:] = block[rows, (rows + shift + steps) % period] * keep
+        return diagonals
 
     def _encode(self, values: ComplexArray) -> Any:
         plaintext = sealapi().Plaintext()
@@ -263,7 +309,8 @@ class PackedShard:
         -------
         list
             One ``sealapi.Ciphertext`` per chunk, at the last level, scale ≈ Δ; slot ``s``
-            of chunk ``c`` holds vector ``c · capacity + s`` (real; imaginary parts zero).
+            of chunk ``c`` holds vector ``c · capacity + s`` (real; imaginary parts zero;
+            a folded chunk holds the same scores again from slot ``slots/2``).
         """
         api = sealapi()
         baby_steps = [query]
@@ -277,18 +324,24 @@ class PackedShard:
             # Horner over the giant steps, each inner sum rescaled first (cheaper rotations).
             accumulator = self._inner_sum(chunk.plaintexts[-1], baby_steps, evaluator)
             evaluator.rescale_to_next_inplace(accumulator)
-            for g in reversed(range(self.giant - 1)):
+            for g in reversed(range(len(chunk.plaintexts) - 1)):
                 inner = self._inner_sum(chunk.plaintexts[g], baby_steps, evaluator)
                 evaluator.rescale_to_next_inplace(inner)
                 evaluator.rotate_vector(accumulator, self.baby, galois_keys, rotated)
                 evaluator.add_inplace(inner, rotated)
                 accumulator = inner
+            half = self.params.slots // 2
+            if chunk.folded:  # both halves now hold every score
+                evaluator.rotate_vector(accumulator, half, galois_keys, rotated)
+                evaluator.add_inplace(accumulator, rotated)
             evaluator.complex_conjugate(accumulator, galois_keys, rotated)
             evaluator.add_inplace(accumulator, rotated)
             if offsets is not None:
                 start = index * self.capacity
                 values = np.zeros(self.params.slots)
                 values[: chunk.size] = offsets[start : start + chunk.size]
+                if chunk.folded:  # the same noise on both copies of a score
+                    values[half : half + chunk.size] = values[: chunk.size]
                 plaintext = api.Plaintext()
                 self.encoder.encode(
                     values.tolist(), accumulator.parms_id(), accumulator.scale, plaintext

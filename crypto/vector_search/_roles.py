@@ -71,7 +71,8 @@ Kernel = Literal["bsgs", "tenseal-mm"]
 KERNELS = ("bsgs", "tenseal-mm")
 
 # Size bounds of what a party accepts (bytes). A query is one seeded ciphertext at the
-# first level (about 115 KB); the BSGS context is three seeded Galois keys (about 1.1 MB).
+# first level (about 115 KB); the BSGS context is three or four seeded Galois keys (about
+# 1.1-1.5 MB).
 MAX_QUERY_BYTES = 1 * 2**20
 MAX_CONTEXT_BYTES = 4 * 2**20
 # TenSEAL's public context with every power-of-two rotation key is about 19 MB.
@@ -299,7 +300,7 @@ class Querier:
         CKKS parameters (default: N = 8192, [60, 40, 60], scale 2^40; 128-bit security,
         checked on construction).
     kernel
-        ``"bsgs"`` (default; three Galois keys, about 1.1 MB) or ``"tenseal-mm"`` (the
+        ``"bsgs"`` (default; 3-4 Galois keys, about 1.1-1.5 MB) or ``"tenseal-mm"`` (the
         TenSEAL ``mm`` fallback and baseline; every power-of-two rotation key, about
         19 MB, and no real-part projection).
 
@@ -592,7 +593,7 @@ def _load_context(
     ):
         raise DataError(
             f"the context must hold exactly the Galois keys {needed} "
-            "(rotations by 1 and the baby step, and conjugation)"
+            "(rotations by 1, the baby step and half the slots, and conjugation)"
         )
     return _LoadedContext("bsgs", dimension, context, api.Evaluator(context), galois_keys)
 

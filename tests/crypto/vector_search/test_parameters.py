@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from privaudit.crypto.vector_search import SearchParameters, bsgs_steps, galois_elements
+from privaudit.crypto.vector_search import (
+    SearchParameters,
+    bsgs_steps,
+    fold_window,
+    galois_elements,
+)
 from privaudit.crypto.vector_search._kernel import query_period
 from privaudit.errors import ParameterError
 
@@ -52,10 +57,21 @@ def test_query_period_and_bsgs_steps(dimension: int, period: int, steps: tuple[i
     assert bsgs_steps(dimension) == steps
 
 
+@pytest.mark.parametrize(
+    ("dimension", "window"), [(6, 2), (12, 4), (16, None), (100, None), (384, 128), (768, 256)]
+)
+def test_fold_window(dimension: int, window: int | None) -> None:
+    # 2048 mod p shifts the second half: 2048 mod 192 = 128, so windows of 128 at
+    # offsets 0 and 128 cover all 192 pairs; 2048 mod 8 = 0 shifts nothing; for p = 50
+    # (2048 mod 50 = 48) the window of 48 saves too little to be worth a rotation.
+    assert fold_window(dimension) == window
+
+
 def test_galois_elements_are_rotation_one_baby_step_and_conjugation() -> None:
     params = SearchParameters()
     two_n = 2 * params.poly_modulus_degree
-    assert galois_elements(384, params) == [3, pow(3, 16, two_n), two_n - 1]
+    assert galois_elements(384, params) == [3, pow(3, 16, two_n), pow(3, 2048, two_n), two_n - 1]
+    assert galois_elements(16, params) == [3, pow(3, 2, two_n), two_n - 1]  # 8 | 2048: no fold
     assert galois_elements(1, params) == [two_n - 1]
 
 

@@ -79,6 +79,31 @@ def test_query_period_that_does_not_divide_the_slots(dimension: int) -> None:
     assert np.max(np.abs(scores - vectors @ query)) <= TOLERANCE
 
 
+def test_small_shard_is_folded_and_holds_every_score_twice() -> None:
+    # d = 12: six coordinate pairs; slot s + 2048 sees the query shifted by 2048 mod 6 = 2,
+    # so 4 rotations per half instead of 6 cover every pair, and the rotation by 2048
+    # adds the halves: the scores (with the stored norms, for squared L2) appear in
+    # slots [0, n) and again in [2048, 2048 + n), and every other slot is zero.
+    dimension, size = 12, 300
+    rng = simulation_generator(8)
+    vectors = rng.normal(size=(size, dimension))
+    party = DataParty(party_id="p", dimension=dimension, metric="squared_l2").ingest(vectors)
+    assert party._shard.chunks[0].folded
+    assert sum(map(len, party._shard.chunks[0].plaintexts)) == 4
+    querier = Querier(dimension=dimension, metric="squared_l2")
+    query = rng.normal(size=dimension)
+    answer = party.search(
+        querier.encrypt_query(query), querier_id="q", context=querier.public_context()
+    )
+    exact = ((vectors - query) ** 2).sum(axis=1)
+    assert np.max(np.abs(querier.decrypt_scores(answer).scores - exact)) <= TOLERANCE
+    slots = np.asarray(querier._decrypt_one(answer.ciphertexts[0]))
+    half = SearchParameters().slots // 2
+    assert np.max(np.abs(slots[half : half + size] - slots[:size])) <= TOLERANCE
+    rest = np.concatenate([slots[size:half], slots[half + size :]])
+    assert np.max(np.abs(rest)) <= TOLERANCE
+
+
 def test_multi_chunk_shard_ingested_in_batches() -> None:
     # 4,200 vectors span two 4,096-slot chunks; the second batch re-encodes the tail.
     rng = simulation_generator(2)
