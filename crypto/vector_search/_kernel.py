@@ -1,19 +1,24 @@
 """The packed baby-step/giant-step diagonal kernel: one encrypted query against a shard.
 
 CKKS slots are complex, so every slot carries two coordinates. The querier pads its
-query ``q`` to ``2p`` coordinates (``p``, the *period*, is the next power of two
-``>= ⌈d/2⌉``), packs it as ``z[t] = q[t] + i·q[p + t]`` and replicates ``z`` over the
-slots, ``z_rep[t] = z[t mod p]``. A party packs each vector the conjugate way,
+query ``q`` to ``2p`` coordinates (``p``, the *period*, is ``⌈d/2⌉`` or the next power of
+two: :func:`query_period`), packs it as ``z[t] = q[t] + i·q[p + t]`` and repeats ``z``
+over the slots, ``z_rep[t] = z[t mod p]``. A party packs each vector the conjugate way,
 ``y[t] = x[t] - i·x[p + t]``, so that ``Re(y[t]·z[t]) = x[t]q[t] + x[p+t]q[p+t]`` and the
 real part of ``Σ_t y[t]·z[t]`` is ``<x, q>``: half the plaintext products and rotations
 of one coordinate per slot. (The imaginary part, ``Σ x[t]q[p+t] - x[p+t]q[t]``, is
 never returned: see below.)
 
-A shard of ``n`` vectors is cut into chunks of ``slots`` vectors. For chunk vectors
-``y_0 .. y_{S-1}`` the generalised diagonals are ``D_i[s] = y_s[(s + i) mod p]``
-(Halevi-Shoup [HS14]_), so that
+A shard of ``n`` vectors is cut into chunks of :func:`chunk_capacity` vectors (all the
+slots when ``p`` divides them; otherwise the windows ``[s, s + p)`` must not run past the
+last slot). For chunk vectors ``y_0 .. y_{S-1}`` the generalised diagonals are
+``D_i[s] = y_s[(s + i) mod p]`` (Halevi-Shoup [HS14]_), so that
 
     Σ_i D_i ⊙ Rot(z_rep, i)  has slot s with real part  <x_s, q>.
+
+A last chunk that fits in half the slots is folded (:func:`fold_window`): each vector
+sits in both halves, which see the query at different shifts, so fewer rotations ``i``
+cover all its coordinates and one rotation by ``slots/2`` adds the halves.
 
 Baby-step/giant-step [HS18]_ writes ``i = g·b + k`` and pre-rotates the diagonals by
 ``-g·b`` at ingest, so a query costs ``b - 1`` rotations of the query (shared by every
@@ -110,19 +115,25 @@ def chunk_capacity(dimension: int, params: SearchParameters | None = None) -> in
 def shard_memory_bytes(size: int, dimension: int, params: SearchParameters) -> int:
     """Bytes a :class:`~privaudit.crypto.vector_search.DataParty` holds for ``size`` vectors.
 
-    The pre-encoded plaintexts (``p`` per chunk of :func:`chunk_capacity` vectors, each
-    ``N`` coefficients of 8 bytes per data prime), the float64 vectors it keeps, and
-    the diagonal index of :class:`PackedShard` (``slots · p`` int64).
+    The pre-encoded plaintexts (``p`` per chunk of :func:`chunk_capacity` vectors, the
+    :func:`fold_window` for a folded last chunk; each ``N`` coefficients of 8 bytes per
+    data prime), the float64 vectors it keeps, and the diagonal index of
+    :class:`PackedShard` (``slots · p`` int64).
 
     Examples
     --------
     >>> round(shard_memory_bytes(10_000, 384, SearchParameters()) / 2**20)
     107
     """
-    period = query_period(dimension, params)
-    chunks = -(-size // chunk_capacity(dimension, params))
+    period, capacity = query_period(dimension, params), chunk_capacity(dimension, params)
+    full, last = divmod(size, capacity)
+    fold = fold_window(dimension, params)
+    if last and fold is not None and last <= params.slots // 2 - fold + 1:
+        count = full * period + fold
+    else:
+        count = (full + (last > 0)) * period
     primes = len(params.coeff_modulus_bits) - 1  # plaintexts live at the first data level
-    plaintexts = chunks * period * params.poly_modulus_degree * primes * 8
+    plaintexts = count * params.poly_modulus_degree * primes * 8
     return plaintexts + size * dimension * 8 + params.slots * period * 8
 
 
@@ -220,7 +231,7 @@ class PackedShard:
         self.baby, self.giant = bsgs_steps(dimension, params)
         self.fold = fold_window(dimension, params)
         half = params.slots // 2
-        self.fold_capacity = 0 if self.fold is None else half - self.fold + 1
+        self.fold_capacity = 0 if self.fold is None else half - self.fold + 1  # vectors
         self.context = params.seal_context()
         self.encoder = api.CKKSEncoder(self.context)
         self.parms_id = self.context.first_parms_id()
