@@ -1,7 +1,7 @@
 """Encrypted federated vector search: FRAG's architecture with sound CKKS [Zha24]_.
 
 A :class:`Querier` owns the CKKS secret key and sends parties only a public context
-(parameters and three Galois keys) and fresh encryptions of its query. Each
+(parameters and three or four Galois keys) and fresh encryptions of its query. Each
 :class:`DataParty` scores the encrypted query against its plaintext shard with a packed
 baby-step/giant-step diagonal kernel over pre-encoded plaintexts and returns encrypted
 scores it cannot read. :class:`FederatedSearch` fans a query out and merges the global
@@ -17,6 +17,8 @@ References
 from privaudit.crypto.vector_search._federation import FederatedSearch, PartyEndpoint
 from privaudit.crypto.vector_search._kernel import (
     bsgs_steps,
+    chunk_capacity,
+    fold_window,
     galois_elements,
     shard_memory_bytes,
 )
@@ -55,7 +57,9 @@ __all__ = [
     "bsgs_steps",
     "check_context",
     "check_vectors",
+    "chunk_capacity",
     "chunk_columns",
+    "fold_window",
     "galois_elements",
     "matmul_chunked",
     "merge_top_k",

@@ -95,7 +95,7 @@ class SearchParameters:
         if isinstance(degree, bool) or not isinstance(degree, int) or degree not in _DEGREES:
             raise ParameterError(
                 f"poly_modulus_degree must be one of {sorted(_DEGREES)}; got {degree!r} "
-                "(8192 is the default and fits vectors of up to 4096 dimensions)"
+                "(8192 is the default and fits vectors of up to 8192 dimensions)"
             )
         bits = self.coeff_modulus_bits
         if len(bits) != _DEPTH_ONE_PRIMES or not all(

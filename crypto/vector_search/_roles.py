@@ -6,7 +6,7 @@ Protocol (FRAG's architecture [Zha24]_ with sound encryption; see docs/vector_se
     keygen (sk stays here)
     public context: parameters + Galois keys ──►  cache by SHA-256 (once per session)
     Enc_sk(q) (fresh, seeded)  ──────────────►  BSGS scores Enc(X_i q) (+ noise)
-    decrypt, merge, top-k      ◄──────────────  one ciphertext per 4,096 vectors
+    decrypt, merge, top-k      ◄──────────────  one ciphertext per chunk of vectors
 
 References
 ----------
@@ -31,10 +31,12 @@ import numpy.typing as npt
 
 from privaudit.crypto.vector_search import _tenseal_mm
 from privaudit.crypto.vector_search._kernel import (
+    QUERY_PACKING,
     PackedShard,
+    chunk_capacity,
     galois_elements,
-    padded_dimension,
-    replicate_query,
+    pack_query,
+    query_period,
 )
 from privaudit.crypto.vector_search._noise import METRICS, ScoreNoise
 from privaudit.crypto.vector_search._parameters import SearchParameters
@@ -69,7 +71,8 @@ Kernel = Literal["bsgs", "tenseal-mm"]
 KERNELS = ("bsgs", "tenseal-mm")
 
 # Size bounds of what a party accepts (bytes). A query is one seeded ciphertext at the
-# first level (about 115 KB); the BSGS context is three seeded Galois keys (about 1.1 MB).
+# first level (about 115 KB); the BSGS context is three or four seeded Galois keys (about
+# 1.1-1.5 MB).
 MAX_QUERY_BYTES = 1 * 2**20
 MAX_CONTEXT_BYTES = 4 * 2**20
 # TenSEAL's public context with every power-of-two rotation key is about 19 MB.
@@ -223,8 +226,8 @@ class EncryptedScores:
     ids
         The ids of the shard's vectors, in slot order.
     ciphertexts
-        One serialized ciphertext per ``slots`` vectors (TenSEAL ``mm``: per
-        ``slots - d``).
+        One serialized ciphertext per :func:`chunk_capacity` vectors (TenSEAL ``mm``:
+        per ``slots - d``).
     noise_sigma
         Standard deviation of the noise the party added (0 when none).
     """
@@ -297,7 +300,7 @@ class Querier:
         CKKS parameters (default: N = 8192, [60, 40, 60], scale 2^40; 128-bit security,
         checked on construction).
     kernel
-        ``"bsgs"`` (default; three Galois keys, about 1.1 MB) or ``"tenseal-mm"`` (the
+        ``"bsgs"`` (default; 3-4 Galois keys, about 1.1-1.5 MB) or ``"tenseal-mm"`` (the
         TenSEAL ``mm`` fallback and baseline; every power-of-two rotation key, about
         19 MB, and no real-part projection).
 
@@ -322,7 +325,7 @@ class Querier:
         _check_metric(metric)
         _check_kernel(kernel)
         self.params = params if params is not None else SearchParameters()
-        if padded_dimension(dimension) > self.params.slots:
+        if query_period(dimension, self.params) > self.params.slots:
             raise ParameterError(
                 f"dimension {dimension} does not fit in {self.params.slots} slots; "
                 "use a larger poly_modulus_degree"
@@ -343,7 +346,13 @@ class Querier:
         else:
             self._tenseal = _tenseal_mm.private_context(self.params)
             sections = [_tenseal_mm.public_context_bytes(self._tenseal)]
-        header = {"kernel": kernel, "dimension": dimension, "params": self.params.to_dict()}
+        header: dict[str, Any] = {
+            "kernel": kernel,
+            "dimension": dimension,
+            "params": self.params.to_dict(),
+        }
+        if kernel == "bsgs":
+            header["packing"] = QUERY_PACKING
         self._public_context = encode_frame(Kind.CONTEXT, header, sections)
         self.context_id = hashlib.sha256(self._public_context).hexdigest()
 
@@ -369,7 +378,7 @@ class Querier:
             api = sealapi()
             plaintext = api.Plaintext()
             self._encoder.encode(
-                replicate_query(values, self.params.slots).tolist(),
+                pack_query(values, self.params).tolist(),
                 self._context.first_parms_id(),
                 self.params.scale,
                 plaintext,
@@ -417,7 +426,7 @@ class Querier:
 
     def _per_chunk(self) -> int:
         if self.kernel == "bsgs":
-            return self.params.slots
+            return chunk_capacity(self.dimension, self.params)
         return _tenseal_mm.chunk_columns(self.dimension, self.params.slots)
 
     def _decrypt_one(self, blob: bytes) -> list[float]:
@@ -513,7 +522,7 @@ def check_context(context: bytes, *, max_bytes: int = MAX_CONTEXT_BYTES) -> Cont
     """
     kernel, dimension, described, sections = _parse_context(context, max_bytes=max_bytes)
     params = SearchParameters.from_dict(described)
-    if dimension < 1 or padded_dimension(dimension) > params.slots:
+    if dimension < 1 or query_period(dimension, params) > params.slots:
         raise ParameterError(
             f"the context's dimension {dimension} does not fit its {params.slots} slots"
         )
@@ -533,6 +542,12 @@ def _parse_context(context: bytes, *, max_bytes: int) -> tuple[str, int, Any, li
     kernel = field(header, "kernel", str, "context")
     _check_kernel(kernel)
     dimension = field(header, "dimension", int, "context")
+    if kernel == "bsgs" and header.get("packing") != QUERY_PACKING:
+        raise DataError(
+            f"the context packs queries as {header.get('packing')!r}; parties of this "
+            f"version expect {QUERY_PACKING!r} (two coordinates per complex slot): make "
+            "a new Querier (and context) with this version of privaudit"
+        )
     return kernel, dimension, header.get("params"), sections
 
 
@@ -578,7 +593,7 @@ def _load_context(
     ):
         raise DataError(
             f"the context must hold exactly the Galois keys {needed} "
-            "(rotations by 1 and the baby step, and conjugation)"
+            "(rotations by 1, the baby step and half the slots, and conjugation)"
         )
     return _LoadedContext("bsgs", dimension, context, api.Evaluator(context), galois_keys)
 

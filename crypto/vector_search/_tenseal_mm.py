@@ -9,8 +9,8 @@ in tests/crypto/vector_search/test_tenseal_mm.py pins both the upstream bug and 
 chunking.
 
 It needs every power-of-two rotation key (about 19 MB of public context at N = 8192,
-against about 1.1 MB for BSGS), encodes the shard on the fly at every query (about 20-45x
-slower than the pre-encoded BSGS kernel) and cannot keep only the real part of the
+against about 1.1-1.5 MB for BSGS), encodes the shard on the fly at every query
+(about 24-39x slower than the pre-encoded BSGS kernel) and cannot keep only the real part of the
 scores (TenSEAL exposes no conjugation), so a querier can hide a second query in the
 imaginary part of its slots. Use it for comparison and where the SEAL bindings are
 unavailable.

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from privaudit.crypto.vector_search import Querier, SearchParameters
-from privaudit.crypto.vector_search._kernel import replicate_query
+from privaudit.crypto.vector_search._kernel import pack_query
 from privaudit.crypto.vector_search._seal import load_into, sealapi
 from privaudit.randomness import simulation_generator
 
@@ -45,7 +45,7 @@ def plaintext_ntt(plaintext: Any) -> list[int]:
 def encode(encoder: Any, context: Any, vector: np.ndarray) -> Any:
     plaintext = sealapi().Plaintext()
     encoder.encode(
-        replicate_query(vector, PARAMS.slots).tolist(),
+        pack_query(vector, PARAMS).tolist(),
         context.first_parms_id(),
         PARAMS.scale,
         plaintext,

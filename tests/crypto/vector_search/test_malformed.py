@@ -66,6 +66,22 @@ def test_context_with_forged_header_but_other_keys(querier: Querier, party: Data
         party.register_context(encode_frame(Kind.CONTEXT, header, sections))
 
 
+@pytest.mark.parametrize("packing", [None, "one-per-slot"])
+def test_context_of_another_query_packing(
+    querier: Querier, party: DataParty, packing: str | None
+) -> None:
+    # Contexts of earlier versions (one coordinate per slot, no "packing" field) hold
+    # the same kind of keys: scoring their queries would give wrong numbers, not errors.
+    header, sections = decode_frame(
+        querier.public_context(), kind=Kind.CONTEXT, max_bytes=2**23, max_sections=2
+    )
+    header.pop("packing")
+    if packing is not None:
+        header["packing"] = packing
+    with pytest.raises(DataError, match="complex-pairs"):
+        party.register_context(encode_frame(Kind.CONTEXT, header, sections))
+
+
 def test_context_missing_a_galois_key(querier: Querier, party: DataParty) -> None:
     header, sections = decode_frame(
         querier.public_context(), kind=Kind.CONTEXT, max_bytes=2**23, max_sections=2
@@ -210,7 +226,7 @@ def test_bad_constructor_arguments() -> None:
     with pytest.raises(ParameterError, match="dimension"):
         Querier(dimension=0)
     with pytest.raises(ParameterError, match="slots"):
-        Querier(dimension=5000)
+        Querier(dimension=8193)  # 4,097 coordinate pairs in 4,096 slots
     with pytest.raises(ParameterError, match="max_queries_per_querier"):
         DataParty(party_id="p", dimension=4, max_queries_per_querier=0)
     with pytest.raises(ParameterError, match="party_id"):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from privaudit.crypto.vector_search import SearchParameters, bsgs_steps, galois_elements
+from privaudit.crypto.vector_search import (
+    SearchParameters,
+    bsgs_steps,
+    fold_window,
+    galois_elements,
+)
+from privaudit.crypto.vector_search._kernel import query_period
 from privaudit.errors import ParameterError
 
 
@@ -35,16 +41,37 @@ def test_refused(kwargs: dict[str, object], message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("dimension", "steps"), [(1, (1, 1)), (16, (4, 4)), (384, (32, 16)), (768, (32, 32))]
+    ("dimension", "period", "steps"),
+    [
+        (1, 1, (1, 1)),
+        (16, 8, (2, 4)),
+        (384, 192, (16, 12)),
+        (768, 384, (16, 24)),
+        (1000, 512, (16, 32)),
+    ],
 )
-def test_bsgs_steps(dimension: int, steps: tuple[int, int]) -> None:
+def test_query_period_and_bsgs_steps(dimension: int, period: int, steps: tuple[int, int]) -> None:
+    # Two coordinates per slot; the period is ⌈d/2⌉ or the next power of two, whichever
+    # costs fewer products per vector (500 / 3597 > 512 / 4096, 192 / 3905 < 256 / 4096).
+    assert query_period(dimension) == period
     assert bsgs_steps(dimension) == steps
+
+
+@pytest.mark.parametrize(
+    ("dimension", "window"), [(6, 2), (12, 4), (16, None), (100, None), (384, 128), (768, 256)]
+)
+def test_fold_window(dimension: int, window: int | None) -> None:
+    # 2048 mod p shifts the second half: 2048 mod 192 = 128, so windows of 128 at
+    # offsets 0 and 128 cover all 192 pairs; 2048 mod 8 = 0 shifts nothing; for p = 50
+    # (2048 mod 50 = 48) the window of 48 saves too little to be worth a rotation.
+    assert fold_window(dimension) == window
 
 
 def test_galois_elements_are_rotation_one_baby_step_and_conjugation() -> None:
     params = SearchParameters()
     two_n = 2 * params.poly_modulus_degree
-    assert galois_elements(384, params) == [3, pow(3, 32, two_n), two_n - 1]
+    assert galois_elements(384, params) == [3, pow(3, 16, two_n), pow(3, 2048, two_n), two_n - 1]
+    assert galois_elements(16, params) == [3, pow(3, 2, two_n), two_n - 1]  # 8 | 2048: no fold
     assert galois_elements(1, params) == [two_n - 1]
 
 

@@ -11,8 +11,10 @@ from privaudit.crypto.vector_search import (
     FederatedSearch,
     Querier,
     SearchParameters,
+    chunk_capacity,
     galois_elements,
 )
+from privaudit.crypto.vector_search._kernel import pack_query
 from privaudit.crypto.vector_search._seal import sealapi
 from privaudit.crypto.vector_search._wire import Kind, decode_frame
 from privaudit.errors import BudgetExhaustedError
@@ -55,6 +57,51 @@ def test_federated_scores_match_numpy(metric: str, kernel: str) -> None:
     order = np.argsort(exact) if metric == "squared_l2" else np.argsort(-exact)
     expected = [(f"party-{i // 150}", str(i % 150)) for i in order[:10]]
     assert [(hit.party_id, hit.id) for hit in hits] == expected
+
+
+@pytest.mark.parametrize("dimension", [5, 6])
+def test_query_period_that_does_not_divide_the_slots(dimension: int) -> None:
+    # d = 5, 6: three coordinate pairs, a period of 3, so a chunk holds 4,094 vectors
+    # (the windows that would run past the last slot stay empty): the vectors at the
+    # end of each chunk and in the next chunk still score exactly.
+    assert chunk_capacity(dimension) == 4094
+    rng = simulation_generator(7)
+    vectors = rng.normal(size=(4094 + 10, dimension))
+    party = DataParty(party_id="p", dimension=dimension, metric="inner_product")
+    party.ingest(vectors)
+    querier = Querier(dimension=dimension, metric="inner_product")
+    query = rng.normal(size=dimension)
+    answer = party.search(
+        querier.encrypt_query(query), querier_id="q", context=querier.public_context()
+    )
+    assert len(answer.ciphertexts) == 2
+    scores = querier.decrypt_scores(answer).scores
+    assert np.max(np.abs(scores - vectors @ query)) <= TOLERANCE
+
+
+def test_small_shard_is_folded_and_holds_every_score_twice() -> None:
+    # d = 12: six coordinate pairs; slot s + 2048 sees the query shifted by 2048 mod 6 = 2,
+    # so 4 rotations per half instead of 6 cover every pair, and the rotation by 2048
+    # adds the halves: the scores (with the stored norms, for squared L2) appear in
+    # slots [0, n) and again in [2048, 2048 + n), and every other slot is zero.
+    dimension, size = 12, 300
+    rng = simulation_generator(8)
+    vectors = rng.normal(size=(size, dimension))
+    party = DataParty(party_id="p", dimension=dimension, metric="squared_l2").ingest(vectors)
+    assert party._shard.chunks[0].folded
+    assert sum(map(len, party._shard.chunks[0].plaintexts)) == 4
+    querier = Querier(dimension=dimension, metric="squared_l2")
+    query = rng.normal(size=dimension)
+    answer = party.search(
+        querier.encrypt_query(query), querier_id="q", context=querier.public_context()
+    )
+    exact = ((vectors - query) ** 2).sum(axis=1)
+    assert np.max(np.abs(querier.decrypt_scores(answer).scores - exact)) <= TOLERANCE
+    slots = np.asarray(querier._decrypt_one(answer.ciphertexts[0]))
+    half = SearchParameters().slots // 2
+    assert np.max(np.abs(slots[half : half + size] - slots[:size])) <= TOLERANCE
+    rest = np.concatenate([slots[size:half], slots[half + size :]])
+    assert np.max(np.abs(rest)) <= TOLERANCE
 
 
 def test_multi_chunk_shard_ingested_in_batches() -> None:
@@ -111,13 +158,14 @@ def test_party_cannot_decrypt_the_query() -> None:
     own_key = api.KeyGenerator(context).secret_key()
     plaintext = api.Plaintext()
     api.Decryptor(context, own_key).decrypt(ciphertext, plaintext)
-    guess = np.asarray(api.CKKSEncoder(context).decode_double(plaintext)[:DIMENSION])
-    assert np.max(np.abs(guess - query)) > 1e3  # uniformly random mod q, scaled by 2^-40
+    packed = pack_query(query, SearchParameters())  # q[t] + i q[8 + t], repeated
+    guess = np.asarray(api.CKKSEncoder(context).decode_complex(plaintext))
+    assert np.max(np.abs(guess - packed)) > 1e3  # uniformly random mod q, scaled by 2^-40
     # ... while the querier, with its key, reads its own query back exactly.
     answer_key = querier._secret_key
     api.Decryptor(context, answer_key).decrypt(ciphertext, plaintext)
-    mine = np.asarray(api.CKKSEncoder(context).decode_double(plaintext)[:DIMENSION])
-    assert np.max(np.abs(mine - query)) <= TOLERANCE
+    mine = np.asarray(api.CKKSEncoder(context).decode_complex(plaintext))
+    assert np.max(np.abs(mine - packed)) <= TOLERANCE
 
 
 def test_two_encryptions_of_one_query_differ() -> None:
@@ -141,32 +189,19 @@ def test_query_budget_per_querier() -> None:
 
 
 def test_only_the_real_part_of_the_scores_is_returned() -> None:
-    # A querier hiding a second query q2 in the imaginary part of its slots
-    # (q1 + i q2) would learn <x, q2> too; the conjugation step removes it.
+    # Two coordinates share each complex slot (q_lo + i q_hi against x_lo - i x_hi), so
+    # before the conjugation step every slot also holds the cross term
+    # <x_lo, q_hi> - <x_hi, q_lo>: a second linear function of each vector. Whatever a
+    # querier encrypts (any complex slots are some packed query), it gets back only the
+    # real part: one real number per vector per query.
     rng = simulation_generator(5)
     querier = Querier(dimension=DIMENSION, metric="inner_product")
     vectors = rng.normal(size=(50, DIMENSION))
     party = DataParty(party_id="p", dimension=DIMENSION, metric="inner_product").ingest(vectors)
     party.register_context(querier.public_context())
-    q1, q2 = rng.normal(size=DIMENSION), rng.normal(size=DIMENSION)
+    query = rng.normal(size=DIMENSION)
+    answer = party.search(querier.encrypt_query(query), querier_id="eve")
     api = sealapi()
-    slots = SearchParameters().slots
-    complex_query = np.tile(q1 + 1j * q2, slots // DIMENSION)
-    plaintext = api.Plaintext()
-    querier._encoder.encode(
-        complex_query.tolist(),
-        querier._context.first_parms_id(),
-        SearchParameters().scale,
-        plaintext,
-    )
-    crafted = querier.encrypt_query(q1)  # a valid envelope; swap in the crafted ciphertext
-    from privaudit.crypto.vector_search import EncryptedQuery
-    from privaudit.crypto.vector_search._seal import dump
-
-    blob = dump(querier._encryptor.encrypt_symmetric(plaintext).save)
-    answer = party.search(
-        EncryptedQuery(crafted.context_id, crafted.query_id, DIMENSION, blob), querier_id="eve"
-    )
     ciphertext = api.Ciphertext()
     from functools import partial
 
@@ -178,9 +213,11 @@ def test_only_the_real_part_of_the_scores_is_returned() -> None:
     decrypted = api.Plaintext()
     querier._decryptor.decrypt(ciphertext, decrypted)
     values = np.asarray(querier._encoder.decode_complex(decrypted)[:50])
-    assert np.max(np.abs(values.real - vectors @ q1)) <= TOLERANCE
-    assert np.max(np.abs(values.imag)) <= TOLERANCE  # <x, q2> would be of order 4
-    assert np.max(np.abs(vectors @ q2)) > 1.0
+    assert np.max(np.abs(values.real - vectors @ query)) <= TOLERANCE
+    half = DIMENSION // 2
+    cross = vectors[:, :half] @ query[half:] - vectors[:, half:] @ query[:half]
+    assert np.max(np.abs(values.imag)) <= TOLERANCE
+    assert np.max(np.abs(cross)) > 1.0  # what the imaginary part held before conjugation
 
 
 def test_answer_round_trips_as_bytes() -> None:
