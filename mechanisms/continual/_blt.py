@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import decimal
 import functools
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
+from itertools import repeat
+from operator import add, mul, rshift
 
 import numpy as np
 import numpy.typing as npt
@@ -83,8 +86,8 @@ class BufferedToeplitzCounter(ContinualCounter):
     floating point (post-processing of ``y``). ``G`` is the BLT recurrence run in
     integers with floor rounding (buffers in units ``2^-(k+P)``, ``P`` bits beyond the
     measurement unit ``2^-(k+20)``), so ``G(x)`` is an integer vector that a
-    deterministic computation gives from ``x`` alone, within ``E = Σ_i (θ_i/(1 - ω_i)
-    2^{20-P} + 1)`` units of ``C x`` at every step (a decaying sum of the floor
+    deterministic computation gives from ``x`` alone, within ``E = 1 + Σ_i θ_i/(1 -
+    ω_i)·2^{20-P}`` units of ``C x`` at every step (a decaying sum of the floor
     errors). The discrete Gaussian (or Laplace) mechanism holds for *any* integer-valued
     function of bounded sensitivity [CKS20]_, and for neighbours differing at step
     ``s`` the measurements differ only from ``s`` on, by ``C e_s (x_s - x'_s)`` plus at
@@ -95,9 +98,10 @@ class BufferedToeplitzCounter(ContinualCounter):
     units: the slack is a relative ``~2^-40`` of the sensitivity.
 
     ``Var(t) = Var(z) · Σ_{j<t} b_j²`` with ``b`` the coefficients of ``B``; it grows
-    with ``t``, so the largest is at ``t = T``. :meth:`variance` builds the table of
-    ``b`` (``O(T log T)`` time, ``16T`` bytes) on its first call; the stream itself
-    keeps ``3d + 1`` numbers. The releases estimate the sum of the snapped inputs up to
+    with ``t``, so the largest is at ``t = T``. :meth:`variance` evaluates it in closed
+    form, ``O(d²)`` whatever ``t`` (``C^{-1}`` is itself a sum of ``d`` exponentials,
+    see :func:`_decoder_energy`), so no table of size ``T`` is ever built; the stream
+    itself keeps ``3d + 1`` numbers. The releases estimate the sum of the snapped inputs up to
     ``B``'s image of ``G(x) - C x`` (below ``2^-40`` in value units at ``T = 2^20``).
 
     Parameters
@@ -155,8 +159,8 @@ class BufferedToeplitzCounter(ContinualCounter):
         slack = max(int(th / (1 - om)) + 1 for th, om in zip(theta, omega, strict=True))
         self._extra_bits = COEFFICIENT_BITS + slack.bit_length() + 1
         self._shift = PARAMETER_BITS + self._extra_bits - COEFFICIENT_BITS
-        error = sum(
-            (th / (1 - om) * Fraction(1, 1 << (self._extra_bits - COEFFICIENT_BITS)) + 1)
+        error = 1 + sum(
+            th / (1 - om) * Fraction(1, 1 << (self._extra_bits - COEFFICIENT_BITS))
             for th, om in zip(theta, omega, strict=True)
         )
         unit = 1 << (k + COEFFICIENT_BITS)  # one item of 1, in measurement units
@@ -171,6 +175,7 @@ class BufferedToeplitzCounter(ContinualCounter):
         self._buffer_limits = [
             ((1 << (k + self._extra_bits)) * one) // (one - a) + 1 for a in self._a
         ]
+        self._parameter_bits = [PARAMETER_BITS] * d  # map(rshift, ...) takes an iterable
         self._encoder = [0] * d  # Σ_{s<t} ω^{t-1-s} x_s, in units 2^-(k+P), floor-rounded
         self._decoder = [0.0] * d  # the same sums over w = C^{-1} y (floats)
         self._release = 0.0  # Σ_{s<=t} w_s: the release, in measurement units
@@ -217,20 +222,23 @@ class BufferedToeplitzCounter(ContinualCounter):
         return f"{super()._calibration()}; blt={digest[:16]}"
 
     def _advance(self, x: int) -> float:
-        encoder, h, a = self._encoder, self._h, self._a
-        shift, extra = self._shift, self._extra_bits
-        measured = x << COEFFICIENT_BITS
-        carried = x << extra
-        for i, b in enumerate(encoder):  # G(x)_t and the buffers, in exact integers
-            measured += (h[i] * b) >> shift
-            encoder[i] = ((a[i] * b) >> PARAMETER_BITS) + carried
+        # The loops over the d buffers run in C (map over operator functions): a push
+        # is a handful of Python-level steps, whatever d.
+        encoder = self._encoder
+        # G(x)_t = x·2^20 + ⌊Σ_i h_i b_i / 2^shift⌋ and the new buffers, exact integers
+        measured = (x << COEFFICIENT_BITS) + (sum(map(mul, self._h, encoder)) >> self._shift)
+        self._encoder = list(
+            map(
+                add,
+                map(rshift, map(mul, self._a, encoder), self._parameter_bits),
+                repeat(x << self._extra_bits),
+            )
+        )
         y = float(measured + self._noise_stream.take_one())  # private from here on
-        decoder, theta, omega = self._decoder, self._theta, self._omega
-        w = y
-        for i, beta in enumerate(decoder):  # w = C^{-1} y: y_t = w_t + Σ θ_i β_i
-            w -= theta[i] * beta
-        for i, beta in enumerate(decoder):
-            decoder[i] = omega[i] * beta + w
+        # w = C^{-1} y, from y_t = w_t + Σ θ_i β_i(t); then β_i ← ω_i β_i + w_t (floats)
+        decoder = self._decoder
+        w = y - sum(map(mul, self._theta, decoder))
+        self._decoder = list(map(add, map(mul, self._omega, decoder), repeat(w)))
         self._release += w
         return self._release * self._unit
 
@@ -238,7 +246,7 @@ class BufferedToeplitzCounter(ContinualCounter):
         return self.T
 
     def _unit_variance_factor(self, t: int) -> float:
-        return float(np.sum(self.decoder_coefficients[:t] ** 2))
+        return _decoder_energy(self._h, self._a, t)
 
     def max_variance(self) -> float:
         return self.variance(self.T)  # Σ_{j<t} b_j² grows with t
@@ -279,6 +287,79 @@ class BufferedToeplitzCounter(ContinualCounter):
             self._encoder[i] = value
             self._decoder[i] = state_float(decoder[i], f"arrays.decoder[{i}]")
         self._release = state_float(release, "arrays.release")
+
+
+_DIGITS = 60  # decimal digits for the closed-form variance (it cancels ~40 of them)
+
+
+@functools.lru_cache(maxsize=32)
+def _inverse_modes(
+    h: tuple[int, ...], a: tuple[int, ...]
+) -> tuple[tuple[decimal.Decimal, decimal.Decimal], ...]:
+    """``(λ_k, α_k)`` with ``(C^{-1})_t = Σ_k α_k λ_k^{t-1}`` for ``t >= 1``.
+
+    ``C^{-1} y`` runs ``β(t+1) = M β(t)`` with ``M = diag(ω) - 1 θᵀ`` and ``(C^{-1})_t =
+    -θᵀ M^{t-1} 1``. ``M`` is diagonal plus rank one with ``θ >= 0``, so its eigenvalues
+    are real and interlace the ``ω_i``: the roots of ``1 + Σ_i θ_i/(λ - ω_i) = 0``, one
+    below the smallest ``ω_i`` and one between each two. Its right and left
+    eigenvectors are ``1/(ω_i - λ)`` and ``θ_i/(ω_i - λ)``, which gives ``α_k = -1 /
+    Σ_i θ_i/(ω_i - λ_k)²``. Roots by bisection in ``decimal``, 60 digits.
+    """
+    with decimal.localcontext() as ctx:
+        ctx.prec = _DIGITS
+        one = decimal.Decimal(1 << PARAMETER_BITS)
+        pairs = sorted(
+            {
+                (decimal.Decimal(ai) / one, decimal.Decimal(hi) / one)
+                for hi, ai in zip(h, a, strict=True)
+                if hi
+            }
+        )
+        omegas = [om for om, _ in pairs]
+
+        def secular(lam: decimal.Decimal) -> decimal.Decimal:
+            return 1 + sum((th / (lam - om) for om, th in pairs), decimal.Decimal(0))
+
+        modes = []
+        lows = [omegas[0] - sum(th for _, th in pairs) - 1, *omegas[:-1]] if pairs else []
+        for low, high in zip(lows, omegas, strict=True):
+            for _ in range(4 * _DIGITS):  # f > 0 just above `low`, f < 0 just below `high`
+                middle = (low + high) / 2
+                if middle in (low, high):
+                    break
+                if secular(middle) > 0:
+                    low = middle
+                else:
+                    high = middle
+            lam = (low + high) / 2
+            weight = sum((th / (om - lam) ** 2 for om, th in pairs), decimal.Decimal(0))
+            modes.append((lam, -1 / weight))
+        return tuple(modes)
+
+
+def _decoder_energy(h: tuple[int, ...], a: tuple[int, ...], n: int) -> float:
+    """``Σ_{t<n} b_t²`` for ``b`` the coefficients of ``B = A C^{-1}``, in closed form.
+
+    ``b_t = Σ_{j<=t} (C^{-1})_j = c - Σ_k γ_k λ_k^t`` with ``γ_k = α_k/(1 - λ_k)`` and
+    ``c = 1 + Σ_k γ_k``, so ``Σ_{t<n} b_t² = n c² - 2c Σ_k γ_k G(λ_k) + Σ_{k,l} γ_k γ_l
+    G(λ_k λ_l)``, ``G(r) = (1 - r^n)/(1 - r)``; in 60-digit decimals (the terms cancel
+    by up to ``(n/(1 - λ))²``, about 10^22 at ``T = 2^24``).
+    """
+    modes = _inverse_modes(h, a)
+    with decimal.localcontext() as ctx:
+        ctx.prec = _DIGITS
+
+        def geometric(r: decimal.Decimal) -> decimal.Decimal:
+            return decimal.Decimal(n) if r == 1 else (1 - r**n) / (1 - r)
+
+        gammas = [(lam, alpha / (1 - lam)) for lam, alpha in modes]
+        c = 1 + sum((g for _, g in gammas), decimal.Decimal(0))
+        total = n * c * c
+        for lam, g in gammas:
+            total -= 2 * c * g * geometric(lam)
+            for lam2, g2 in gammas:
+                total += g * g2 * geometric(lam * lam2)
+        return float(total)
 
 
 @functools.lru_cache(maxsize=32)

@@ -370,4 +370,8 @@ def test_blt_largest_variance_is_close_to_the_square_root(T: int, within: float)
     # Optimal among Toeplitz strategies: the square root's S² [DMPS24]; BLT is a fit.
     assert s * s * (1 - 1e-6) <= blt.max_variance() <= s * s * within
     assert blt.max_variance() == blt.variance(T)
+    # The closed form (no table of size T) is the table's sum of squares.
+    table = np.cumsum(blt.decoder_coefficients**2) * blt.noise_variance
+    for t in (1, 2, 3, T // 3, T):
+        assert blt.variance(t) == pytest.approx(table[t - 1], rel=1e-11)
     assert blt.state_size == BufferedToeplitzCounter.state_size_bound(T) == 19
