@@ -111,13 +111,11 @@ def _exp_minus_bounds(gamma: Fraction, digits: int) -> tuple[Fraction, Fraction]
     drift = Fraction(g) * unit  # |g - γ| <= drift, so exp(-γ)/exp(-g) ∈ [e^-drift, e^drift]
     if drift > Fraction(1, 4):
         return None
-    centre = Fraction(e)
-    if centre == 0:  # below decimal's range: exp(-γ) < 10^(MIN_EMIN - digits)
-        return Fraction(0), Fraction(1, 10 ** (-decimal.MIN_EMIN))
+    centre = Fraction(e)  # > 0: γ this large needs more digits than memory first
     return centre * (1 - unit) * (1 - drift), centre * (1 + unit) * (1 + 2 * drift)
 
 
-_HUGE_GAMMA = Fraction(1 << 60)  # exp(-γ) < 2^-(2^60): beyond decimal's exponent range
+_HUGE_GAMMA = Fraction(1 << 16)  # exp(-γ) < 2^-γ is then far below any W drawn so far
 
 
 class _LazyUniform:
@@ -141,10 +139,15 @@ class _LazyUniform:
         """Whether ``W < exp(-γ)``, exactly (``γ >= 0`` rational)."""
         if gamma == 0:
             return True
-        if gamma > _HUGE_GAMMA:  # W is below only if its first 2^60 bits are all zero
-            while self.numerator == 0 and self.bits < 1 << 60:
+        if gamma > _HUGE_GAMMA:
+            # exp(-γ) < 2^-γ (e > 2): W >= 2^-bits is above it once a 1 bit shows up
+            # within the first ⌊γ⌋ bits; only if none does (probability 2^-65536) are the
+            # exact brackets below needed.
+            whole = math.floor(gamma)
+            while self.numerator == 0 and self.bits < whole:
                 self._refine()
-            return False
+            if self.numerator and self.bits <= whole:
+                return False
         digits = 30
         while True:
             bounds = _exp_minus_bounds(gamma, digits)

@@ -165,5 +165,5 @@ def test_astronomical_exponents_never_succeed() -> None:
     rng = simulation_generator(23)
     draws = bernoulli_exp_minus(rng, np.full(50, 10**400, dtype=object), 1)
     assert not draws.any()
-    lazy = _LazyUniform(rng, 0, 0)
-    assert not lazy.below_exp_minus(Fraction(10**30))
+    for gamma in (Fraction(70_000), Fraction(10**30)):  # past 2^16: decided by 2^-γ
+        assert not _LazyUniform(rng, 0, 0).below_exp_minus(gamma)
