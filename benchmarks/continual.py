@@ -3,19 +3,23 @@
 Four sections, each printed as a table:
 
 1. **variance**: the largest per-step variance over a horizon T in {2^10, 2^16, 2^20}
-   of ``BinaryTreeCounter``, ``HonakerCounter`` and ``MatrixFactorizationCounter``
-   (noise multiplier 1), from their exact ``max_variance()``, beside the closed form of
+   of ``BinaryTreeCounter``, ``HonakerCounter``, ``MatrixFactorizationCounter`` and
+   ``BufferedToeplitzCounter`` (noise multiplier 1), from their exact
+   ``max_variance()``, beside the closed form of
    the exact square-root factorization (``S²``) and, where ``jax-privacy`` is
    installed, its optimal Toeplitz coefficients (``optimal_max_error_noising_coefs``,
    error from its own ``per_query_error``). Ratios are to the plain tree (the anchor).
-2. **stream**: ``--steps`` (10^6) pushes through the tree and Honaker counters
-   (T = 2^20, secure ChaCha20 noise, Gaussian and Laplace), seconds and µs per step,
-   beside an anchor run in the same process: a Python loop that only adds the items
-   (the cost of touching an item in Python at all); the ratio is ours / anchor.
+2. **stream**: ``--steps`` (10^6) single-item ``push`` calls through the tree,
+   Honaker and BLT counters (T = 2^20, secure ChaCha20 noise, Gaussian and Laplace),
+   wall and CPU seconds and µs per step, beside an anchor run in the same process: a
+   Python loop that only adds the items (the cost of touching an item in Python at
+   all); the ratio is ours / anchor (wall). The 1-minute load average before and after
+   is printed: the machine may be shared.
 3. **toeplitz**: pushes through ``MatrixFactorizationCounter`` (T = 2^20) for at most
    ``--toeplitz-budget`` seconds; the per-push time is linear in t (two dot products of
    length t), so a least-squares line through the measured pushes extrapolates the
-   cost of ``--steps`` pushes (marked ``~``). Memory: the bytes of its arrays.
+   cost of ``--steps`` pushes (marked ``~``). Memory: the bytes of its arrays; beside it
+   the BLT counter's per-push cost and its state (``3d + 1`` numbers, any T).
 4. **selection**: ``MaxSum`` and ``SumSelect`` [JRSS23] over T in {2^10, 2^14, 2^18}
    and d in {1, 16, 256} (ε = 1, δ = 10^-6), each strategy forced (``counters``,
    ``sparse-vector``) and ``auto``'s pick marked: the stated ``error_bound(0.05)``, the
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,6 +65,7 @@ import _machine
 from privaudit import simulation_generator
 from privaudit.mechanisms.continual import (
     BinaryTreeCounter,
+    BufferedToeplitzCounter,
     ContinualCounter,
     HonakerCounter,
     MatrixFactorizationCounter,
@@ -100,6 +106,7 @@ def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
         tree = BinaryTreeCounter(T=T, noise_multiplier=1.0).max_variance()
         honaker = HonakerCounter(T=T, noise_multiplier=1.0).max_variance()
         ours = MatrixFactorizationCounter(T=T, noise_multiplier=1.0).max_variance()
+        blt = BufferedToeplitzCounter(T=T, noise_multiplier=1.0).max_variance()
         s = float(np.sum(sqrt_toeplitz_coefficients(T) ** 2))
         jaxp, status = jax_privacy_max_variance(T)
         rows.append(
@@ -108,6 +115,8 @@ def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
                 "tree": tree,
                 "honaker": honaker,
                 "sqrt_mf": ours,
+                "blt": blt,
+                "blt_over_sqrt_mf": blt / ours,
                 "sqrt_mf_closed_form_S2": s * s,
                 "S": s,
                 "jax_privacy_optimal_toeplitz": jaxp,
@@ -123,6 +132,8 @@ def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
         "tree",
         "Honaker",
         "sqrt-MF (ours)",
+        "BLT (ours, d=6)",
+        "BLT/sqrt-MF",
         "S² closed form",
         "jax_privacy",
         "tree/Honaker",
@@ -137,6 +148,8 @@ def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
             f"{row['tree']:.2f}",
             f"{row['honaker']:.2f}",
             f"{row['sqrt_mf']:.4f}",
+            f"{row['blt']:.4f}",
+            f"{row['blt_over_sqrt_mf']:.4f}",
             f"{row['sqrt_mf_closed_form_S2']:.4f}",
             "n/a" if jaxp is None else f"{jaxp:.4f}",
             f"{row['tree_over_honaker']:.2f}x",
@@ -149,12 +162,13 @@ def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
     return {"rows": rows}
 
 
-def time_pushes(counter: ContinualCounter, items: list[float]) -> float:
-    start = time.perf_counter()
+def time_pushes(counter: ContinualCounter, items: list[float]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for one ``push`` per item."""
+    start, cpu = time.perf_counter(), time.process_time()
     push = counter.push
     for x in items:
         push(x)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def anchor_seconds(items: list[float]) -> float:
@@ -167,41 +181,72 @@ def anchor_seconds(items: list[float]) -> float:
     return elapsed
 
 
+STREAM_COUNTERS: tuple[type[ContinualCounter], ...] = (
+    BinaryTreeCounter,
+    HonakerCounter,
+    BufferedToeplitzCounter,
+)
+
+
 def section_stream(steps: int, seed: int) -> dict[str, Any]:
     items = simulation_generator(seed).random(steps).tolist()
+    load_before = os.getloadavg()[0]
     anchor = anchor_seconds(items)
     rows = []
-    for cls in (BinaryTreeCounter, HonakerCounter):
+    for cls in STREAM_COUNTERS:
         for noise in ({"noise_multiplier": 1.0}, {"epsilon": 1.0}):
             counter = cls(T=max(STREAM_T, steps), **noise)  # secure ChaCha20 noise
-            seconds = time_pushes(counter, items)
+            seconds, cpu = time_pushes(counter, items)
             rows.append(
                 {
                     "counter": cls.__name__,
                     "noise": "gaussian" if "noise_multiplier" in noise else "laplace",
                     "steps": steps,
                     "seconds": seconds,
+                    "cpu_seconds": cpu,
                     "us_per_step": seconds / steps * 1e6,
+                    "cpu_us_per_step": cpu / steps * 1e6,
                     "ratio_to_anchor": seconds / anchor,
                     "meets_target": seconds <= STREAM_TARGET_S * steps / 10**6,
                     "largest_state_size": counter.state_size,
                 }
             )
+    load_after = os.getloadavg()[0]
     table = Table(title=f"{steps:,} pushes, T = 2^20, secure noise (anchor: a bare Python sum)")
-    for column in ("counter", "noise", "seconds", "µs/step", "ours/anchor", "≤ 10 s per 10^6"):
+    for column in (
+        "counter",
+        "noise",
+        "wall s",
+        "CPU s",
+        "µs/step (wall)",
+        "µs/step (CPU)",
+        "ours/anchor",
+        "≤ 10 s per 10^6",
+    ):
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(
             row["counter"],
             row["noise"],
             f"{row['seconds']:.2f}",
+            f"{row['cpu_seconds']:.2f}",
             f"{row['us_per_step']:.2f}",
+            f"{row['cpu_us_per_step']:.2f}",
             f"{row['ratio_to_anchor']:.0f}x",
             "yes" if row["meets_target"] else "NO",
         )
     console.print(table)
-    console.print(f"anchor: {anchor:.3f} s ({anchor / steps * 1e9:.0f} ns per item)")
-    return {"anchor_seconds": anchor, "rows": rows}
+    console.print(
+        f"anchor: {anchor:.3f} s ({anchor / steps * 1e9:.0f} ns per item); "
+        f"1-minute load average {load_before:.2f} before, {load_after:.2f} after "
+        f"({os.cpu_count()} CPUs)"
+    )
+    return {
+        "anchor_seconds": anchor,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "rows": rows,
+    }
 
 
 def section_toeplitz(steps: int, budget: float, seed: int) -> dict[str, Any]:
@@ -263,6 +308,23 @@ def section_toeplitz(steps: int, budget: float, seed: int) -> dict[str, Any]:
         f"{result['total_array_mib']:.0f} MiB",
     )
     console.print(table)
+    blt = BufferedToeplitzCounter(T=STREAM_T, noise_multiplier=1.0)
+    blt_items = items[: min(len(items), 100_000)]
+    blt_wall, blt_cpu = time_pushes(blt, blt_items)
+    result["blt"] = {
+        "pushes": len(blt_items),
+        "us_per_push": blt_wall / len(blt_items) * 1e6,
+        "cpu_us_per_push": blt_cpu / len(blt_items) * 1e6,
+        "state_numbers": blt.state_size,
+        "buffers": len(blt.strategy_parameters[0]),
+    }
+    console.print(
+        f"BufferedToeplitzCounter, T = 2^20: {result['blt']['us_per_push']:.2f} µs per push "
+        f"({result['blt']['cpu_us_per_push']:.2f} µs CPU) over {len(blt_items):,} pushes, "
+        f"the same at every t; state {blt.state_size} numbers "
+        f"(d = {result['blt']['buffers']} buffers), against "
+        f"{result['total_array_mib']:.0f} MiB of arrays for the exact Toeplitz counter"
+    )
     return result
 
 

@@ -98,8 +98,9 @@ class StreamCreate(StrictRequest):
 
     mechanism: MechanismName = Field(  # type: ignore[valid-type]
         description="continual.tree (the binary mechanism), continual.honaker (the tree "
-        "with Honaker's online estimator) or continual.sqrt_toeplitz (square-root "
-        "factorization: the smallest variance, O(T) state); see docs/continual.md."
+        "with Honaker's online estimator), continual.sqrt_toeplitz (square-root "
+        "factorization: the smallest variance, O(T) state) or continual.blt (a buffered "
+        "fit of it: within 1% of that variance, O(1) state); see docs/continual.md."
     )
     horizon: int = Field(
         ge=1,
@@ -293,8 +294,8 @@ def create_stream(
         raise LimitExceededError(
             f"a {body.mechanism} stream of horizon {body.horizon} keeps up to {numbers} "
             f"numbers of state; this service stores at most {settings.stream_max_state_numbers} "
-            f"per stream. Use a horizon of at most {largest}, or continual.tree or "
-            "continual.honaker (O(log T) state).",
+            f"per stream. Use a horizon of at most {largest}, or continual.blt (O(1) "
+            "state), continual.tree or continual.honaker (O(log T) state).",
             limit=settings.stream_max_state_numbers,
             largest_horizon=largest,
         )

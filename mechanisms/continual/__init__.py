@@ -1,6 +1,6 @@
 """Continual observation: counters that release a running sum after every item.
 
-Three counters over a horizon ``T`` of items ``x_t ∈ [0, 1]``, with one constructor
+Four counters over a horizon ``T`` of items ``x_t ∈ [0, 1]``, with one constructor
 ``Counter(*, T, epsilon=None, noise_multiplier=None, rng=None)`` (exactly one of
 ``epsilon``, for discrete Laplace noise and pure ε-DP, or ``noise_multiplier``, for
 discrete Gaussian noise and ρ-zCDP) and one API: ``push(x)`` returns the private
@@ -11,7 +11,10 @@ store a stream and continue it later with the same noise (:class:`CounterState`)
 * :class:`BinaryTreeCounter`: the binary mechanism, ``O(log T)`` state.
 * :class:`HonakerCounter`: the same tree with Honaker's online variance reduction.
 * :class:`MatrixFactorizationCounter`: the square-root Toeplitz factorization, the
-  lowest largest variance of the three; ``O(T)`` state and ``O(t)`` per push.
+  lowest largest variance; ``O(T)`` state and ``O(t)`` per push.
+* :class:`BufferedToeplitzCounter`: a Buffered Linear Toeplitz fit of the square root
+  (within 1% of its largest variance up to ``T = 2^20``) with ``O(1)`` state and cost
+  per push (6 buffers).
 
 The exact discrete samplers they draw from are in :mod:`._discrete` and re-exported
 here (``discrete_laplace``, ``discrete_gaussian``).
@@ -28,6 +31,7 @@ recomputation (large ``d``), whichever has the smaller stated error bound.
 """
 
 from privaudit.mechanisms.continual._base import ContinualCounter
+from privaudit.mechanisms.continual._blt import BufferedToeplitzCounter
 from privaudit.mechanisms.continual._discrete import (
     discrete_gaussian,
     discrete_gaussian_variance,
@@ -51,6 +55,7 @@ __all__ = [
     "RECORD_NEIGHBOURING",
     "STATE_VERSION",
     "BinaryTreeCounter",
+    "BufferedToeplitzCounter",
     "ContinualCounter",
     "CounterState",
     "HonakerCounter",

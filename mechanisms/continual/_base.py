@@ -248,10 +248,13 @@ class ContinualCounter(ABC):
         LimitExceededError
             If ``T`` items have already been pushed.
         """
-        value = _check_item(x)
-        self._check_room(1)
+        # The common case (a float in [0, 1], room left) costs two comparisons; anything
+        # else (ints, NumPy scalars, NaN, out of range, past T) takes the checked path.
+        if type(x) is not float or not 0.0 <= x <= 1.0 or self._t >= self.T:
+            x = _check_item(x)
+            self._check_room(1)
         self._t += 1
-        return self._advance(self._snap(value))
+        return self._advance(round(x * self._grid_scale))  # exact: a power-of-two scaling
 
     def push_many(self, xs: npt.ArrayLike) -> FloatArray:
         """Push every element of ``xs`` in order; return their releases.

@@ -53,6 +53,7 @@ class NoiseStream:
         self._rng = rng
         self._block = block
         self._buffer: IntArray = np.asarray(pending, dtype=np.int64).ravel()
+        self._items: list[int] = self._buffer.tolist()  # the same draws, for take_one
         self._left = max(0, total - self._buffer.size)
         self._used = 0
 
@@ -64,11 +65,14 @@ class NoiseStream:
         return out
 
     def take_one(self) -> int:
-        """The next draw, as a Python integer (the counters' per-step path)."""
-        if self._used >= self._buffer.size:
+        """The next draw, as a Python integer (the counters' per-step path: one list
+        lookup, no NumPy scalar)."""
+        used = self._used
+        if used >= len(self._items):
             self.reserve(1)
-        self._used += 1
-        return int(self._buffer[self._used - 1])
+            used = self._used
+        self._used = used + 1
+        return self._items[used]
 
     def reserve(self, n: int) -> None:
         """Make sure the next ``n`` draws are drawn (one sampler call for a batch)."""
@@ -77,6 +81,7 @@ class NoiseStream:
             block = max(n - rest.size, min(self._block, self._left))
             self._left = max(0, self._left - block)
             self._buffer = np.concatenate([rest, self._spec.draw(self._rng, block)])
+            self._items = self._buffer.tolist()
             self._used = 0
 
     def pending(self) -> IntArray:

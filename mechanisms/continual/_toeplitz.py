@@ -84,7 +84,9 @@ class MatrixFactorizationCounter(ContinualCounter):
     ``y`` so far (``2T`` numbers, preallocated: 16 bytes per step of the horizon) plus
     the tables ``c`` and ``b`` (16 bytes per step); push number ``t`` computes two dot
     products of length ``t`` (exact ``int64`` for ``C x``, float for ``B y``), so a
-    stream of ``T`` pushes costs ``O(T²)``.
+    stream of ``T`` pushes costs ``O(T²)``. For long streams use
+    :class:`~privaudit.mechanisms.continual.BufferedToeplitzCounter`: ``O(1)`` per push
+    and state, within 1% of this counter's largest variance up to ``T = 2^20``.
 
     Parameters
     ----------

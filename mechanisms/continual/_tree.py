@@ -52,6 +52,7 @@ class _DyadicTreeCounter(ContinualCounter):
     def _setup(self) -> None:
         self.levels = _levels(self.T)
         self._grid_bits = _tree_grid_bits(self.levels, self.epsilon, self.noise_multiplier)
+        self._unit = 2.0**-self._grid_bits  # one grid unit, in value units
         self._setup_tree()
 
     def _setup_tree(self) -> None:
@@ -147,23 +148,25 @@ class BinaryTreeCounter(_DyadicTreeCounter):
         self._partial: list[int] = [0] * self.levels  # exact sums of the open/used nodes
         self._noisy: list[int | None] = [None] * self.levels  # noisy sums of the used nodes
         self._release_units = 0  # the sum of the noisy nodes of the binary expansion of t
+        self._zeros: list[int] = [0] * self.levels  # slices of these reset merged nodes
+        self._nones: list[int | None] = [None] * self.levels
 
     def _advance(self, x: int) -> float:
         t = self._t
         height = (t & -t).bit_length() - 1  # the node completed now: (t - 2^height, t]
-        total = x
-        for j in range(height):  # the lower nodes of t - 1 merge into the new one
-            total += self._partial[j]
-            self._partial[j] = 0
-            noisy = self._noisy[j]
-            assert noisy is not None
-            self._release_units -= noisy
-            self._noisy[j] = None
-        self._partial[height] = total
-        noisy_total = total + self._one_noise()
-        self._noisy[height] = noisy_total
-        self._release_units += noisy_total
-        return float(self._release_units) * 2.0**-self._grid_bits
+        partial, noisy = self._partial, self._noisy
+        release = self._release_units
+        if height:  # the lower nodes of t - 1 (all of heights < height) merge into it
+            x += sum(partial[:height])
+            release -= sum(noisy[:height])  # type: ignore[arg-type]  # all set: t - 1 ends in 1s
+            partial[:height] = self._zeros[:height]
+            noisy[:height] = self._nones[:height]
+        partial[height] = x
+        noisy_total = x + self._noise_stream.take_one()
+        noisy[height] = noisy_total
+        release += noisy_total
+        self._release_units = release
+        return release * self._unit
 
     def _noise_total(self) -> int:
         return self.T  # one node completes per push
@@ -252,28 +255,30 @@ class HonakerCounter(_DyadicTreeCounter):
         ]
         self._exact: list[int | None] = [None] * self.levels  # latest completed node, per height
         self._estimate: list[float | None] = [None] * self.levels
+        # _upper[j]: the sum of the estimates of the nodes of t's binary expansion at
+        # heights >= j, added from the top down; the release is _upper[0]. A push at
+        # height h leaves the heights above h alone, so only _upper[:h + 1] change.
+        self._upper: list[float] = [0.0] * (self.levels + 1)
 
     def _advance(self, x: int) -> float:
         t = self._t
         height = (t & -t).bit_length() - 1
-        noise = self._noise(height + 1)
+        take = self._noise_stream.take_one
+        exact_sums, estimates = self._exact, self._estimate
         exact = x
-        estimate = float(x + noise[0])  # a leaf's estimate is its noisy value
+        estimate = float(x + take())  # a leaf's estimate is its noisy value
         for j in range(1, height + 1):
-            left_exact, left_estimate = self._exact[j - 1], self._estimate[j - 1]
+            left_exact, left_estimate = exact_sums[j - 1], estimates[j - 1]
             assert left_exact is not None and left_estimate is not None
-            self._exact[j - 1], self._estimate[j - 1] = exact, estimate  # the right child
+            exact_sums[j - 1], estimates[j - 1] = exact, estimate  # the right child
             exact += left_exact
             w = self._own_weight[j]
-            estimate = w * float(exact + noise[j]) + (1.0 - w) * (left_estimate + estimate)
-        self._exact[height], self._estimate[height] = exact, estimate
-        total = 0.0
-        for j in range(height, t.bit_length()):
-            if t >> j & 1:
-                node = self._estimate[j]
-                assert node is not None
-                total += node
-        return total * 2.0**-self._grid_bits
+            estimate = w * float(exact + take()) + (1.0 - w) * (left_estimate + estimate)
+        exact_sums[height], estimates[height] = exact, estimate
+        upper = self._upper
+        total = upper[height + 1] + estimate
+        upper[: height + 1] = [total] * (height + 1)  # no bit of t below height is set
+        return total * self._unit
 
     def _noise_total(self) -> int:
         return 2 * self.T  # push t completes 1 + (trailing zeros of t) nodes
@@ -306,3 +311,9 @@ class HonakerCounter(_DyadicTreeCounter):
                 self._estimate[j] = state_float(estimate[j], f"arrays.estimate[{j}]")
             elif exact[j] is not None or estimate[j] is not None:
                 raise _refuse_value("arrays.exact/estimate", j, self._t, (exact[j], estimate[j]))
+        upper = self._upper
+        for j in range(self.levels - 1, -1, -1):
+            node = self._estimate[j]
+            upper[j] = (
+                upper[j + 1] + node if self._t >> j & 1 and node is not None else upper[j + 1]
+            )

@@ -15,7 +15,11 @@ from live import LiveServer, create_postgres_database
 
 import privaudit.api.routes.streams  # noqa: F401  (registers the streams scopes for new keys)
 from privaudit.api.client import ServiceError, StreamClient
-from privaudit.mechanisms.continual import BinaryTreeCounter, HonakerCounter
+from privaudit.mechanisms.continual import (
+    BinaryTreeCounter,
+    BufferedToeplitzCounter,
+    HonakerCounter,
+)
 
 
 def _headers(key: str, batch: str | None = None) -> dict[str, str]:
@@ -282,6 +286,26 @@ def test_the_largest_tree_horizon_is_accepted(server: LiveServer, tenant_a_key: 
     ) as stream:
         assert len(stream.push_many([1.0] * 1000, batch_size=1000)) == 1000
         assert stream.info(limit=0)["remaining"] == 2**24 - 1000
+
+
+def test_a_blt_stream_takes_the_largest_horizon_with_constant_state(
+    server: LiveServer, tenant_a_key: str
+) -> None:
+    # The square-root Toeplitz counter stops at T = 16384 (its state is 2T numbers);
+    # its buffered fit keeps 19 numbers at any T, and describes itself in closed form.
+    with StreamClient.create(
+        base_url=server.url,
+        api_key=tenant_a_key,
+        mechanism="continual.blt",
+        horizon=2**24,
+        noise_multiplier=1.0,
+    ) as stream:
+        releases = stream.push_many([1.0] * 1000, batch_size=1000)
+        assert len(releases) == 1000
+        info = stream.info(limit=0)
+        assert info["remaining"] == 2**24 - 1000
+        local = BufferedToeplitzCounter(T=2**24, noise_multiplier=1.0)
+        assert info["max_variance"] == pytest.approx(local.max_variance(), rel=1e-12)
 
 
 # --- concurrency, on SQLite and PostgreSQL ---------------------------------------------

@@ -19,6 +19,7 @@ from privaudit.errors import DataError, LimitExceededError, ParameterError
 from privaudit.guarantees import Notion
 from privaudit.mechanisms.continual import (
     BinaryTreeCounter,
+    BufferedToeplitzCounter,
     ContinualCounter,
     HonakerCounter,
     MatrixFactorizationCounter,
@@ -27,7 +28,12 @@ from privaudit.mechanisms.continual import (
 from privaudit.mechanisms.continual._toeplitz import COEFFICIENT_BITS
 from privaudit.registry import mechanisms
 
-COUNTERS = [BinaryTreeCounter, HonakerCounter, MatrixFactorizationCounter]
+COUNTERS = [
+    BinaryTreeCounter,
+    HonakerCounter,
+    MatrixFactorizationCounter,
+    BufferedToeplitzCounter,
+]
 NOISES = [{"noise_multiplier": 1.5}, {"epsilon": 2.0}]
 
 
@@ -204,7 +210,7 @@ def laplace_excess_kurtosis(counter: ContinualCounter) -> np.ndarray:
     """Σ κ4 of the release errors, per step: 3·Var_node² × Σ (weight of node)⁴."""
     node = counter.noise_variance
     steps = range(1, T_SIM + 1)
-    if isinstance(counter, MatrixFactorizationCounter):
+    if isinstance(counter, MatrixFactorizationCounter | BufferedToeplitzCounter):
         b4 = np.cumsum(counter.decoder_coefficients**4)
         return 3 * node**2 * b4
     if isinstance(counter, BinaryTreeCounter):
@@ -312,3 +318,60 @@ def test_bad_items_and_the_horizon_are_refused(cls: type[ContinualCounter]) -> N
     for t in (0, 4, 1.0):
         with pytest.raises(ParameterError):
             counter.variance(t)  # type: ignore[arg-type]
+
+
+# --- the buffered (BLT) counter ---------------------------------------------------------
+
+
+def blt_with_noise(T: int, noise: list[int]) -> BufferedToeplitzCounter:  # noqa: N803
+    """A BLT counter whose noise is ``noise`` (given as drawn-ahead noise of a state)."""
+    fresh = BufferedToeplitzCounter(T=T, noise_multiplier=1.0, draw_ahead=1)
+    state = fresh.state().to_dict()
+    state["pending_noise"] = noise
+    return BufferedToeplitzCounter.from_state(state)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 64, 300])
+def test_blt_sensitivity_bounds_the_largest_column_norm_tightly(T: int) -> None:  # noqa: N803
+    gaussian = BufferedToeplitzCounter(T=T, noise_multiplier=1.0)
+    laplace = BufferedToeplitzCounter(T=T, epsilon=1.0)
+    strategy = toeplitz(gaussian.strategy_coefficients)
+    l2 = np.linalg.norm(strategy, axis=0).max()
+    l1 = np.abs(strategy).sum(axis=0).max()
+    # An upper bound (it covers the integer encoder's rounding), a relative 1e-9 above.
+    assert l2 <= gaussian.sensitivity <= l2 * (1 + 1e-9)
+    assert l1 <= laplace.sensitivity <= l1 * (1 + 1e-9)
+
+
+def test_blt_decoder_undoes_the_strategy() -> None:
+    counter = BufferedToeplitzCounter(T=200, noise_multiplier=1.0)
+    product = toeplitz(counter.decoder_coefficients) @ toeplitz(counter.strategy_coefficients)
+    np.testing.assert_allclose(product, np.tril(np.ones((200, 200))), atol=1e-9)
+
+
+def test_blt_streaming_releases_are_the_dense_ones() -> None:
+    # Zero noise: the releases are the prefix sums (the integer encoder's rounding is
+    # far below 1e-9). Known noise z: the releases are the prefix sums plus B z.
+    T = 500  # noqa: N806
+    items = simulation_generator(3).integers(0, 9, size=T) / 8  # on the grid
+    silent = blt_with_noise(T, [0] * T)
+    np.testing.assert_allclose(silent.push_many(items), np.cumsum(items), rtol=0, atol=1e-9)
+    noise = simulation_generator(4).integers(-(2**40), 2**40, size=T)
+    counter = blt_with_noise(T, noise.tolist())
+    unit = 2.0 ** -(counter.grid_bits + COEFFICIENT_BITS)
+    expected = np.cumsum(items) + toeplitz(counter.decoder_coefficients) @ noise * unit
+    np.testing.assert_allclose(counter.push_many(items), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(("T", "within"), [(2**10, 1.0005), (2**16, 1.005)])
+def test_blt_largest_variance_is_close_to_the_square_root(T: int, within: float) -> None:  # noqa: N803
+    s = float(np.sum(sqrt_toeplitz_coefficients(T) ** 2))
+    blt = BufferedToeplitzCounter(T=T, noise_multiplier=1.0)
+    # Optimal among Toeplitz strategies: the square root's S² [DMPS24]; BLT is a fit.
+    assert s * s * (1 - 1e-6) <= blt.max_variance() <= s * s * within
+    assert blt.max_variance() == blt.variance(T)
+    # The closed form (no table of size T) is the table's sum of squares.
+    table = np.cumsum(blt.decoder_coefficients**2) * blt.noise_variance
+    for t in (1, 2, 3, T // 3, T):
+        assert blt.variance(t) == pytest.approx(table[t - 1], rel=1e-11)
+    assert blt.state_size == BufferedToeplitzCounter.state_size_bound(T) == 19

@@ -20,7 +20,12 @@ from privaudit.mechanisms.continual import (
     discrete_laplace,
     discrete_laplace_variance,
 )
-from privaudit.mechanisms.continual._discrete import bernoulli_exp_minus, bernoulli_ratio
+from privaudit.mechanisms.continual._discrete import (
+    _exp_minus_certified,
+    _LazyUniform,
+    bernoulli_exp_minus,
+    bernoulli_ratio,
+)
 
 ALPHA = 1e-6
 N = 100_000
@@ -121,3 +126,44 @@ def test_bad_scales_are_refused() -> None:
         discrete_laplace(rng, 0, 3)
     with pytest.raises(ValueError, match="sigma2"):
         discrete_gaussian(rng, Fraction(-1), 3)
+
+
+def test_undecided_comparisons_are_settled_exactly() -> None:
+    # A deliberately loose bracket (±0.5 around γ = 1) sends ~40% of the draws to the
+    # exact path (decimal brackets, W extended word by word); the result must still be
+    # Bernoulli(e^-1). Binomial test at α.
+    rng = simulation_generator(21)
+    n = 20_000
+    gamma = np.ones(n)
+    exact_calls: list[int] = []
+
+    def exact(i: int) -> Fraction:
+        exact_calls.append(i)
+        return Fraction(1)
+
+    draws = _exp_minus_certified(rng, gamma, 0.5, exact)
+    assert len(exact_calls) > n // 4
+    assert stats.binomtest(int(draws.sum()), n, math.exp(-1)).pvalue > ALPHA
+
+
+def test_a_lazy_uniform_counts_thresholds_with_the_geometric_law() -> None:
+    # W known to no bit at all: every comparison refines it. The number of thresholds
+    # exp(-1) > exp(-2) > ... above W has P[V = v] = e^-v (1 - e^-1). Chi-square at α.
+    rng = simulation_generator(22)
+    counts = []
+    for _ in range(5_000):
+        lazy = _LazyUniform(rng, 0, 0)
+        v = 0
+        while lazy.below_exp_minus(Fraction(v + 1)):
+            v += 1
+        counts.append(v)
+    pmf = {v: math.exp(-v) * (1 - math.exp(-1)) for v in range(40)}
+    assert chi_square_p_value(np.array(counts), pmf) > ALPHA
+
+
+def test_astronomical_exponents_never_succeed() -> None:
+    rng = simulation_generator(23)
+    draws = bernoulli_exp_minus(rng, np.full(50, 10**400, dtype=object), 1)
+    assert not draws.any()
+    for gamma in (Fraction(70_000), Fraction(10**30)):  # past 2^16: decided by 2^-γ
+        assert not _LazyUniform(rng, 0, 0).below_exp_minus(gamma)

@@ -19,13 +19,19 @@ from privaudit.errors import LimitExceededError, ParameterError
 from privaudit.mechanisms.continual import (
     STATE_VERSION,
     BinaryTreeCounter,
+    BufferedToeplitzCounter,
     ContinualCounter,
     CounterState,
     HonakerCounter,
     MatrixFactorizationCounter,
 )
 
-COUNTERS = [BinaryTreeCounter, HonakerCounter, MatrixFactorizationCounter]
+COUNTERS = [
+    BinaryTreeCounter,
+    HonakerCounter,
+    MatrixFactorizationCounter,
+    BufferedToeplitzCounter,
+]
 NOISES = [{"noise_multiplier": 1.5}, {"epsilon": 2.0}]
 
 
@@ -87,6 +93,12 @@ def test_a_restored_counter_keeps_released_noise_and_draws_only_new_noise(
         # Heights 0..5 have completed nodes; push 38 completes heights 0 and 1 only.
         assert fresh["estimate"][2:] == kept["estimate"][2:]
         assert fresh["exact"][2:] == kept["exact"][2:]
+    elif cls is BufferedToeplitzCounter:
+        # The encoder depends on the items only; the decoder carries the new noise.
+        now = original.state().arrays
+        assert fresh["encoder_high"] == now["encoder_high"]
+        assert fresh["encoder_low"] == now["encoder_low"]
+        assert fresh["decoder"] != now["decoder"] and fresh["release"] != now["release"]
     else:
         assert fresh["measurements"][:37] == kept["measurements"]
         assert fresh["measurements"][37] != original.state().arrays["measurements"][37]
@@ -299,6 +311,8 @@ def test_any_positive_noise_parameter_builds_a_counter_or_a_parameter_error(
     # can state its guarantee and its error.
     if cls is MatrixFactorizationCounter:
         T = T % 512 + 1  # noqa: N806  (its tables grow with T)
+    elif cls is BufferedToeplitzCounter:
+        T = T % 4096 + 1  # noqa: N806  (each new T fits its parameters, ~10 ms)
     noise = {"epsilon": value} if laplace else {"noise_multiplier": value}
     try:
         counter = cls(T=T, **noise)
