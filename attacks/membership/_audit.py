@@ -73,8 +73,7 @@ from privaudit.attacks.membership._rmia import RMIA
 from privaudit.attacks.membership._shadow import ShadowModelAttack
 from privaudit.attacks.membership._signals import (
     DEFAULT_FLOOR,
-    logit_confidence,
-    logit_confidence_from_logits,
+    signals_from_outputs,
 )
 from privaudit.attacks.oracles import MODEL_FORMATS, Oracle, load_oracle, require_format
 from privaudit.errors import DataError, LimitExceededError
@@ -601,9 +600,7 @@ def _target_signal(inputs: AuditInputs, floor: float) -> np.ndarray:
     oracle, labels = inputs.oracle, inputs.labels
     assert oracle is not None and labels is not None and inputs.features is not None
     answers = oracle.predict(inputs.features)[None]
-    if oracle.output == "logits":
-        return np.asarray(logit_confidence_from_logits(answers, labels)[0])
-    return np.asarray(logit_confidence(answers, labels, floor=floor)[0])
+    return np.asarray(signals_from_outputs(answers, labels, output=oracle.output, floor=floor)[0])
 
 
 def _model_description(config: AuditConfig, spec: ModelInputs, inputs: AuditInputs) -> str:

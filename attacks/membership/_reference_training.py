@@ -51,8 +51,7 @@ import numpy.typing as npt
 from privaudit.attacks.membership._recipes import TrainingRecipe
 from privaudit.attacks.membership._signals import (
     DEFAULT_FLOOR,
-    logit_confidence,
-    logit_confidence_from_logits,
+    signals_from_outputs,
 )
 from privaudit.errors import DataError, ParameterError, PrivauditError
 from privaudit.executor import (
@@ -288,9 +287,7 @@ class ReferenceTrainingResult:
 
     def signals(self, labels: npt.ArrayLike, *, floor: float = DEFAULT_FLOOR) -> np.ndarray:
         """The logit-scaled confidence ``(n_models, n[, A])`` the attacks read."""
-        if self.output == "logits":
-            return logit_confidence_from_logits(self.outputs, labels)
-        return logit_confidence(self.outputs, labels, floor=floor)
+        return signals_from_outputs(self.outputs, labels, output=self.output, floor=floor)
 
 
 def _unit_paths(directory: Path, index: int) -> tuple[Path, Path]:

@@ -181,3 +181,14 @@ def logit_confidence_from_loss(loss: npt.ArrayLike) -> np.ndarray:
 def true_label_probability(signals: npt.ArrayLike) -> np.ndarray:
     """``p_y = sigmoid(φ)``: the true-label probability that a signal stands for."""
     return np.asarray(expit(np.asarray(signals, dtype=np.float64)), dtype=np.float64)
+
+
+def signals_from_outputs(
+    outputs: npt.ArrayLike, labels: npt.ArrayLike, *, output: str, floor: float = DEFAULT_FLOOR
+) -> np.ndarray:
+    """The logit-scaled confidence of model outputs of kind ``output``: ``"logits"`` (via
+    :func:`logit_confidence_from_logits`) or ``"probabilities"`` (via
+    :func:`logit_confidence`, floored at ``floor``)."""
+    if output == "logits":
+        return logit_confidence_from_logits(outputs, labels)
+    return logit_confidence(outputs, labels, floor=floor)
