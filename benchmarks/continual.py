@@ -8,7 +8,11 @@ Four sections, each printed as a table:
    ``max_variance()``, beside the closed form of
    the exact square-root factorization (``S²``) and, where ``jax-privacy`` is
    installed, its optimal Toeplitz coefficients (``optimal_max_error_noising_coefs``,
-   error from its own ``per_query_error``). Ratios are to the plain tree (the anchor).
+   error from its own ``per_query_error``; these are the square-root coefficients, proved
+   optimal for max error by [DMPS24], so the ratio checks our closed form) and its BLT
+   optimised for max error with the same number of buffers as ours
+   (``buffered_toeplitz.optimize``, about 20 s per T). Ratios are to the plain tree (the
+   anchor), and ours to jax_privacy's.
 2. **stream**: ``--steps`` (10^6) single-item ``push`` calls through the tree,
    Honaker and BLT counters (T = 2^20, secure ChaCha20 noise, Gaussian and Laplace),
    wall and CPU seconds and µs per step, beside an anchor run in the same process: a
@@ -74,6 +78,7 @@ from privaudit.mechanisms.continual import (
     discrete_laplace,
     sqrt_toeplitz_coefficients,
 )
+from privaudit.mechanisms.continual._blt import BUFFERS
 from privaudit.mechanisms.continual._tails import laplace_max_bound
 
 HERE = Path(__file__).resolve().parent
@@ -100,6 +105,21 @@ def jax_privacy_max_variance(T: int) -> tuple[float | None, str]:  # noqa: N803
     return sensitivity2 * float(np.max(np.asarray(errors))), "ok"
 
 
+def jax_privacy_blt_max_variance(T: int, buffers: int) -> float | None:  # noqa: N803
+    """Largest per-step variance (σ = 1) of jax_privacy's BLT optimised for max error
+    with ``buffers`` buffers, from its closed forms ([DMPS24] Lemma 5.3); ``None``
+    without jax-privacy."""
+    try:
+        import jax
+        from jax_privacy.matrix_factorization import buffered_toeplitz
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    blt = buffered_toeplitz.optimize(n=T, min_buffers=buffers, max_buffers=buffers)
+    sensitivity2 = float(buffered_toeplitz.sensitivity_squared(blt, T))
+    return sensitivity2 * float(buffered_toeplitz.max_error(blt.inverse(), T))
+
+
 def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
     rows = []
     for T in horizons:  # noqa: N806
@@ -109,6 +129,7 @@ def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
         blt = BufferedToeplitzCounter(T=T, noise_multiplier=1.0).max_variance()
         s = float(np.sum(sqrt_toeplitz_coefficients(T) ** 2))
         jaxp, status = jax_privacy_max_variance(T)
+        jax_blt = jax_privacy_blt_max_variance(T, BUFFERS)
         rows.append(
             {
                 "T": T,
@@ -124,6 +145,8 @@ def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
                 "tree_over_honaker": tree / honaker,
                 "tree_over_sqrt_mf": tree / ours,
                 "sqrt_mf_over_jax_privacy": None if jaxp is None else ours / jaxp,
+                "jax_privacy_blt": jax_blt,
+                "blt_over_jax_privacy_blt": None if jax_blt is None else blt / jax_blt,
             }
         )
     table = Table(title="Largest per-step variance, noise multiplier 1 (lower is better)")
@@ -139,6 +162,8 @@ def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
         "tree/Honaker",
         "tree/sqrt-MF",
         "ours/jax_privacy",
+        f"jax_privacy BLT (d={BUFFERS})",
+        "our BLT/theirs",
     ):
         table.add_column(column, justify="right")
     for row in rows:
@@ -155,6 +180,10 @@ def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
             f"{row['tree_over_honaker']:.2f}x",
             f"{row['tree_over_sqrt_mf']:.2f}x",
             "n/a" if jaxp is None else f"{row['sqrt_mf_over_jax_privacy']:.6f}",
+            "n/a" if row["jax_privacy_blt"] is None else f"{row['jax_privacy_blt']:.4f}",
+            "n/a"
+            if row["blt_over_jax_privacy_blt"] is None
+            else f"{row['blt_over_jax_privacy_blt']:.4f}",
         )
     console.print(table)
     if rows[0]["jax_privacy_optimal_toeplitz"] is None:
