@@ -171,6 +171,7 @@ _MAX_MODULI = 64
 _MAX_CHANNEL_OUTPUTS = 100_000
 _CHECK_CELLS = 1 << 22  # report cells validated at once (bounded memory)
 _SCREEN_WIDTH = 16  # positions-form reports this wide are screened block by block
+_WIDE_COUNT = 128  # positions-form reports this wide are counted block by block
 
 
 # --- moduli ---------------------------------------------------------------------------
@@ -1294,12 +1295,22 @@ class ModularSubsetSelection(FrequencyOracle):
             for j, (start, m) in enumerate(zip(self._starts, self.moduli, strict=True)):
                 rows = bits[block == j, : (m + 7) // 8]
                 statistics[start + 1 : start + 1 + m] = column_bit_counts(rows, m)
-        else:
-            subsets = reports.arrays["subsets"]
+        elif reports.arrays["subsets"].shape[1] < _WIDE_COUNT:
             # Residue r of block j counts at starts[j] + 1 + r; the -1 padding lands on
             # starts[j], the slot of n_j, which is overwritten below.
-            positions = subsets + (self._starts[block] + 1)[:, None]
+            positions = reports.arrays["subsets"] + (self._starts[block] + 1)[:, None]
             statistics = np.bincount(positions.ravel(), minlength=size).astype(np.int64)
+        else:
+            # Wide reports: block by block over the ω_j member columns (no padding), on
+            # the narrow residues: 1.4x faster at k = 22,000, ε = 3 than the offset
+            # positions above, which must be widened to int64 first.
+            subsets = reports.arrays["subsets"]
+            statistics = np.zeros(size, dtype=np.int64)
+            for j, (start, m, omega) in enumerate(
+                zip(self._starts, self.moduli, self.subset_sizes, strict=True)
+            ):
+                members = subsets[block == j, :omega]
+                statistics[start + 1 : start + 1 + m] = np.bincount(members.ravel(), minlength=m)
         statistics[self._starts] = np.bincount(block, minlength=self.n_moduli)
         return statistics
 

@@ -391,6 +391,26 @@ def test_statistics_are_additive_and_laid_out_by_block() -> None:
         oracle._estimate_from_statistics(a, 701, None)
 
 
+@pytest.mark.parametrize(("k", "epsilon"), [(50, 1.0), (1024, 3.0), (8000, 3.0)])
+def test_statistics_count_every_member_of_every_report(k: int, epsilon: float) -> None:
+    # Narrow positions reports (one bincount of offset positions) and wide ones (>= 128
+    # columns: block by block) both equal a plain count, report by report.
+    oracle = ModularSubsetSelection(k=k, epsilon=epsilon)
+    rng = simulation_generator(11)
+    reports = oracle.randomize(rng.integers(0, k, size=600), rng=rng)
+    expected = np.zeros(sum(oracle.moduli) + oracle.n_moduli, dtype=np.int64)
+    if oracle.report_form == "bitmap":
+        rows = np.unpackbits(reports.arrays["bits"], axis=1)  # numpy.packbits order
+        members = [np.flatnonzero(row) for row in rows]
+    else:
+        members = [row[row >= 0].astype(np.int64) for row in reports.arrays["subsets"]]
+    for j, residues in zip(reports.arrays["block"].tolist(), members, strict=True):
+        start = int(oracle._starts[j])
+        expected[start] += 1
+        expected[start + 1 + residues] += 1
+    np.testing.assert_array_equal(oracle.statistics(reports), expected)
+
+
 # --- the attack, bits, channel -----------------------------------------------------------
 
 
