@@ -8,19 +8,42 @@ easy: ``M`` has sensitivity 1, so one Laplace draw gives error ``O(1/ε)``, and 
 noisy max gives ``O(log(d)/ε)``. Under continual observation every mechanism pays
 ``Ω̃(min(T^{1/3}, √d, T))`` for (ε, δ)-DP, and simple mechanisms match it, even when the
 records are chosen adaptively ([JRSS23]_, abstract). The two strategies here are the
-two halves of that ``min``:
+first two terms of that ``min``; the third, ``T``, is a cap that holds always:
 
 * ``"counters"``: a binary-tree counter per column, release the max (or argmax) of the
   noisy column sums (:mod:`._column_tree`); error ``Õ(√d)`` (zCDP) or ``Õ(d)`` (pure).
 * ``"sparse-vector"``: hold one private answer and recompute it when the sparse vector
   technique detects that it went stale (:mod:`._sparse_vector`); error ``Õ(T^{1/3})``
   (zCDP) or ``Õ(√T)`` (pure), whatever ``d``.
+* MaxSum's releases are clipped to ``[0, t]`` (post-processing), and a SumSelect gap
+  is at most ``M(t) <= t``, so no stated bound exceeds ``T``.
 
 ``strategy="auto"`` computes both stated bounds at the design ``beta`` and keeps the
-smaller. The paper's Sections 4-5 (its exact algorithms and constants) could not be
-read when this was written; the mechanisms follow the strategy its abstract and the
-reference notes describe, and every constant below is derived here, in the module
-docstrings of :mod:`._column_tree`, :mod:`._sparse_vector` and :mod:`._tails`.
+smaller.
+
+**Relation to [JRSS23]_.** What its abstract states, and these mechanisms keep: the
+problems, the ``Ω̃(T^{1/3})`` price over batch for (ε, δ)-DP (lower bounds for streams
+fixed in advance), and upper bounds matching it from simple mechanisms that stay
+private when records are chosen adaptively. That these are per-column counters (small
+``d``) and sparse-vector-triggered recomputation (large ``d``) comes from the
+project's reference notes (§5.1), not from the paper's text: only the abstract could
+be read when this was written and checked, so the paper's algorithms, constants and
+theorem numbers are not taken from it, and none is cited. The mechanisms, their
+accounting and every constant are derived here, from the standard results cited (the
+binary mechanism, AboveThreshold, report noisy max, zCDP composition), in the module
+docstrings of :mod:`._column_tree`, :mod:`._sparse_vector` and :mod:`._tails`. The
+stated bounds have the rates of that ``min``: with ``ρ`` the zCDP budget of (ε, δ)
+(:func:`rho_for_approximate_dp`, about ``ε²/(4 ln(1/δ))`` for small ε),
+
+* counters: ``√(d/ρ)·L^{1.5}·√(log(dT/β))`` (zCDP) or ``(d·L/ε)·(√(L·log(dT/β)) +
+  log(dT/β))`` (pure), ``L = ⌊log2 T⌋ + 1``;
+* sparse vector: ``T^{1/3}·log^{2/3}(dT/β)/ρ^{1/3}`` (zCDP; with the ``ρ`` above,
+  ``T^{1/3}·log^{2/3}(dT/β)·log^{1/3}(1/δ)/ε^{2/3}``) or ``√(T·log(dT/β)/ε)`` (pure),
+  up to constants (``d`` enters only SumSelect's, through a union bound);
+
+each capped at ``T``. The tests check these rates on the stated bounds (how they grow
+with ``T`` and ``d``) and the bounds against the errors on random and adversarially
+shaped streams, adaptive ones included.
 """
 
 from __future__ import annotations
@@ -116,6 +139,7 @@ class _ContinualSelection:
         self._plans: dict[str, CountersPlan | SparseVectorPlan] = {}
         self.strategy_bounds: dict[str, float] = {}
         """The stated bound at the design ``beta`` of each strategy considered."""
+        noise_bounds: dict[str, float] = {}  # the same before the cap at T: they decide
         wanted = ("counters", "sparse-vector") if strategy == "auto" else (strategy,)
         refusal: ParameterError | None = None
         for name in wanted:
@@ -127,11 +151,12 @@ class _ContinualSelection:
                 refusal = refusal or error
                 continue
             self._plans[name] = plan
-            self.strategy_bounds[name] = bound
+            noise_bounds[name] = bound
+            self.strategy_bounds[name] = min(bound, float(self.horizon))
         if not self._plans:
             assert refusal is not None
             raise refusal
-        self.strategy: str = min(self.strategy_bounds, key=self.strategy_bounds.__getitem__)
+        self.strategy: str = min(noise_bounds, key=noise_bounds.__getitem__)
         """The strategy in use: ``"counters"`` or ``"sparse-vector"``."""
         self._plan = self._plans[self.strategy]
         self._t = 0
@@ -171,16 +196,25 @@ class _ContinualSelection:
                     neighbouring=RECORD_NEIGHBOURING,
                 )
             )
-        scored = [(self._bound_of(plan, self.beta), plan) for plan in plans]
+        scored = [(self._noise_bound_of(plan, self.beta), plan) for plan in plans]
         bound, plan = min(scored, key=lambda pair: pair[0])
         return plan, bound
 
-    def _bound_of(self, plan: CountersPlan | SparseVectorPlan, beta: float) -> float:
+    def _noise_bound_of(self, plan: CountersPlan | SparseVectorPlan, beta: float) -> float:
+        """The plan's own bound (``inf`` where none is stated); plans and strategies
+        are chosen by it."""
         if isinstance(plan, CountersPlan):
             factor = 1 if self.task == "max" else 2  # argmax: two noises apart at most
             return factor * plan.noise_bound_units(beta) * 2.0**-plan.grid_bits
         units = plan.error_bound_units(beta)
         return math.inf if units is None else units * 2.0**-plan.grid_bits
+
+    def _bound_of(self, plan: CountersPlan | SparseVectorPlan, beta: float) -> float:
+        """The stated bound: the plan's, capped at ``T``. A MaxSum release is clipped
+        to ``[0, t]``, where ``M(t)`` lies too, and a SumSelect gap is at most
+        ``M(t) <= t``, so no error ever exceeds ``T`` (the last term of the ``min`` in
+        [JRSS23]_'s bounds); ``T`` also stands in where the plan states none."""
+        return min(self._noise_bound_of(plan, beta), float(self.horizon))
 
     # --- the public API -----------------------------------------------------------------
 
@@ -202,25 +236,19 @@ class _ContinualSelection:
         """The stated bound on the error over *all* steps, with probability ``>= 1 - beta``.
 
         MaxSum: ``max_t |release_t - M(t)|``; SumSelect: ``max_t (M(t) - S_{j_t}(t))``.
-        See the class docstring for the formula of each strategy.
+        See the class docstring for the formula of each strategy. It is never above
+        ``horizon`` (``T``), which holds with probability 1. For the sparse-vector
+        strategy the threshold and refresh budget were sized for the design ``beta``:
+        at a ``beta`` so far below it that the noise bounds no longer leave ``T/K`` of
+        slack in the threshold, only ``T`` is stated.
 
         Raises
         ------
         ParameterError
-            If ``beta`` is not in (0, 1), or (sparse-vector strategy) is so far below
-            the design ``beta`` that the noise bounds no longer fit the threshold: the
-            refresh budget was sized for the design ``beta``.
+            If ``beta`` is not in (0, 1).
         """
         beta = _check_real("beta", beta, low=0.0, high=1.0)
-        bound = self._bound_of(self._plan, beta)
-        if math.isinf(bound):
-            raise ParameterError(
-                f"this schedule's threshold and refresh budget were sized for beta="
-                f"{self.beta:g}; at beta={beta:g} the noise may exhaust the budget, so no "
-                "bound is stated. Build the mechanism with a smaller beta.",
-                parameter="beta",
-            )
-        return bound
+        return self._bound_of(self._plan, beta)
 
     @property
     def t(self) -> int:
@@ -299,11 +327,12 @@ class _ContinualSelection:
             sums = self._sums + np.cumsum(chunk, axis=0, dtype=np.int64)
             maxima = sums.max(axis=1)
             if self._tree is not None:
-                out[start : start + chunk.shape[0]] = self._from_counters(sums)
+                released = self._from_counters(sums)
             else:
                 assert self._schedule is not None
                 hold = self.on_exhausted == "hold"
-                released, stop = self._schedule.advance(sums, maxima, hold=hold)
+                values, stop = self._schedule.advance(sums, maxima, hold=hold)
+                released = self._clip(np.asarray(values, dtype=dtype))
                 if stop is not None and not hold:
                     self._sums = sums[stop]
                     self._t += stop + 1
@@ -316,18 +345,27 @@ class _ContinualSelection:
                         "releases of this call before that record are in "
                         "error.details['releases'].",
                         refreshes=self.refreshes,
-                        releases=[*out[:start].tolist(), *released],
+                        releases=[*out[:start].tolist(), *released.tolist()],
                     )
-                out[start : start + chunk.shape[0]] = released
+            out[start : start + chunk.shape[0]] = released
             self._sums = sums[-1]
             self._t += chunk.shape[0]
         return out
+
+    def _clip(self, released: np.ndarray) -> np.ndarray:
+        """MaxSum: clip the releases of steps ``t + 1, t + 2, ...`` to ``[0, step]``,
+        where ``M`` lies (post-processing: no privacy cost, never a larger error)."""
+        if self.task != "max":
+            return released
+        steps = np.arange(self._t + 1, self._t + 1 + released.size, dtype=np.float64)
+        clipped: np.ndarray = np.clip(released, 0.0, steps)
+        return clipped
 
     def _from_counters(self, sums: IntArray) -> np.ndarray:
         assert self._tree is not None and isinstance(self._plan, CountersPlan)
         noisy = (sums << self._plan.grid_bits) + self._tree.next(self._t, sums.shape[0])
         if self.task == "max":
-            return noisy.max(axis=1) * 2.0**-self._plan.grid_bits  # type: ignore[no-any-return]
+            return self._clip(noisy.max(axis=1) * 2.0**-self._plan.grid_bits)
         return noisy.argmax(axis=1)  # type: ignore[no-any-return]  # lowest index on ties
 
     def __repr__(self) -> str:
@@ -354,11 +392,15 @@ class MaxSum(_ContinualSelection):
     used. ``"sparse-vector"``: hold a private value ``r``, and at the first step where
     AboveThreshold finds ``M(t) - r`` above the threshold ``τ``, replace it by
     ``M(t) + ξ`` (a *refresh*); at most ``K`` refreshes (:attr:`max_refreshes`), with ``K``
-    and ``τ`` chosen to minimise the bound (``K ≈ T^{2/3}``, ``τ ≈ T^{1/3}``, up to
-    logarithms). ``"auto"`` (default) uses the strategy with the smaller stated bound.
+    and ``τ`` chosen to minimise the bound: up to logarithms ``K ≈ T^{2/3}ρ^{1/3}`` and
+    ``τ ≈ T^{1/3}/ρ^{1/3}`` when the rounds compose in zCDP, ``K ≈ √(Tε)`` and
+    ``τ ≈ √(T/ε)`` in pure DP. ``"auto"`` (default) uses the strategy with the smaller
+    stated bound. Every release is clipped to ``[0, t]`` (where ``M(t)`` lies; free
+    post-processing), so no error exceeds ``T``.
 
     **Error bound** (:meth:`error_bound`; with probability ``>= 1 - β`` over the noise,
-    for every stream, adaptive or not, at every step ``t <= T``):
+    for every stream, adaptive or not, at every step ``t <= T``; the smaller of ``T``,
+    which holds always, and):
 
     * counters: ``A`` such that ``Σ_t Σ_j P[|N_{t,j}| > A] <= β``, ``N_{t,j}`` the sum of
       ``popcount(t)`` node noises: exact Laplace moment generating function (Chernoff),
@@ -368,6 +410,9 @@ class MaxSum(_ContinualSelection):
       bound the threshold noises (``K + 1`` draws), the query noises (``T`` draws) and the
       refresh noises (``K`` draws) at ``β/3`` each by the exact discrete Laplace tail.
       The same event keeps the refreshes within ``K``.
+
+    The rates of these bounds, and how they relate to [JRSS23]_, are in the module
+    docstring.
 
     **Refresh budget.** If the ``K + 1``-th round of AboveThreshold fires (possible
     only on the failure event above, probability ``<= beta``), the budget is exhausted:
@@ -470,6 +515,9 @@ class SumSelect(_ContinualSelection):
     with discrete Laplace ``Z_i`` of scale ``2/ε_c`` (ε_c-DP under replacement of a
     record, [DR14]_ Claim 3.9 with the non-monotone factor 2). Bound: ``τ + A_ν + A_η``
     with ``τ = T/K + A_ν + A_η + 2A_Z``, ``A_Z`` bounding the ``K·d`` selection noises.
+    The refreshes are counted by MaxSum's argument: the held column's sum never
+    decreases, so a refresh needs ``M`` to have grown by ``T/K`` since the previous one.
+    Either bound is capped at ``T`` (a gap is at most ``M(t) <= t``), which holds always.
 
     Parameters and raises are those of :class:`MaxSum`.
 
