@@ -29,9 +29,11 @@ Four sections, each printed as a table:
    ``sparse-vector``) and ``auto``'s pick marked: the stated ``error_bound(0.05)``, the
    measured largest error over all steps (worst of ``--selection-reps`` runs), and
    steps/s of ``push_many`` (secure ChaCha20 noise). The streams are adversarial:
-   for MaxSum every column counts at every step except one, which stalls for a block
-   of T/8 steps, block after block (the max grows at every step, the most refreshes a
-   sparse-vector schedule can be made to need); for SumSelect two groups of columns
+   for MaxSum every column counts at every other step except one, which stalls for a
+   block of T/8 steps, block after block (the max grows every other step, so a
+   sparse-vector schedule must keep refreshing, and stays near t/2, so clipping the
+   releases to [0, t] cannot hide the noise; the d - 1 running columns are tied, the
+   counters' worst case); for SumSelect two groups of columns
    ({0} and the rest) race, each overtaking the other by T/8 in turn (whichever column
    is held falls behind by up to T/8). The anchor is the batch baseline in the same run: one
    release at the end, ``M(T) + ξ`` with ξ discrete Laplace of scale 1/ε (MaxSum), or
@@ -377,9 +379,13 @@ def racing_stream(T: int, d: int) -> np.ndarray:  # noqa: N803
 
 
 def stalling_stream(T: int, d: int) -> np.ndarray:  # noqa: N803
-    """Ones everywhere, except that in block b (of T/8 steps) column (b - 1) mod d
-    stalls (with d = 1 the single column stalls every other block)."""
-    stream = np.ones((T, d), dtype=np.int8)
+    """Ones at every even step and zeros at every odd one, except that in block b (of
+    T/8 steps) column (b - 1) mod d stalls (with d = 1 the single column stalls every
+    other block). ``M(t)`` stays near ``t/2``, so clipping releases to ``[0, t]`` cannot
+    hide the noise, and the other d - 1 columns are tied (the max of tied noisy sums is
+    the counters' worst case)."""
+    stream = np.zeros((T, d), dtype=np.int8)
+    stream[::2] = 1
     block = max(1, T // 8)
     steps = np.arange(block, T)
     if d == 1:
