@@ -655,6 +655,15 @@ class MaxSum(_ContinualSelection):
     rng
         ``None`` (default) for the secure ChaCha20 source; a seeded generator from
         :func:`privaudit.simulation_generator` only to simulate.
+    draw_ahead
+        How many noise draws to make at once (the noise is data-independent); ``None``
+        for 2^16, ``1`` to draw only what each push uses, which keeps :meth:`state`
+        short.
+
+    **Durable state.** :meth:`state` exports a
+    :class:`~privaudit.mechanisms.continual.SelectionState` and :meth:`from_state`
+    continues from it with exactly the releases an uninterrupted run would give: the
+    noise that later releases depend on is in the state, never drawn again.
 
     Raises
     ------

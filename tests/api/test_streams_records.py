@@ -470,3 +470,41 @@ def test_sigkill_mid_stream_redraws_no_noise_and_counts_nothing_twice(tmp_path: 
     values += [replay.push(row) for row in rows[landed:]]
     assert values == [r["value"] for r in releases]
     assert replay.state().to_dict() == final
+
+
+def test_a_sparse_vector_stream_keeps_its_threshold_noise_and_answer_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    # A new server process on the same database continues the schedule from the stored
+    # state: the held index, the refresh count and the round's threshold noise ν. With
+    # column 1 held and leading, records of all ones keep its gap at 0, so a refresh
+    # after the restart needs η_t - ν >= τ, beyond 35 noise scales (checked below;
+    # probability below 160·e^-35 per run); without one, ν must be the stored one.
+    local = SumSelect(d=3, horizon=400, epsilon=300.0, strategy="sparse-vector")
+    scales = local.noise_scales
+    assert local.threshold is not None
+    assert local.threshold > 35 * (scales["threshold"] + scales["query"])
+    server = LiveServer(data_dir=tmp_path / "server", settings={"job_workers": 0}).start()
+    params = {"d": 3, "horizon": 400, "epsilon": 300.0, "strategy": "sparse-vector"}
+    try:
+        key = server.create_key("restarter")
+        stream = _client(server, key, "continual.sum_select", **params)
+        rows = np.zeros((120, 3), dtype=np.int64)
+        rows[:, 1] = 1  # column 1 leads by 120: the held index 0 goes stale, a refresh
+        chosen = stream.push_records(rows, batch_size=60)
+        before = server.stream_state(stream.stream_id)
+        stream.close()
+        server.stop()
+        server.start()
+        stream = StreamClient(base_url=server.url, api_key=key, stream_id=stream.stream_id)
+        assert stream.stream["refreshes"] == before["arrays"]["refreshes"][0] >= 1
+        assert server.stream_state(stream.stream_id) == before
+        more = stream.push_records(np.ones((40, 3), dtype=np.int64), batch_size=40)
+        after = server.stream_state(stream.stream_id)
+        stream.close()
+    finally:
+        server.kill()
+    assert chosen[-1] == before["arrays"]["held"][0] == 1  # the refresh chose column 1
+    assert after["arrays"]["refreshes"] == before["arrays"]["refreshes"]
+    assert after["arrays"]["threshold_noise"] == before["arrays"]["threshold_noise"]
+    assert more == [1] * 40 and after["t"] == 160
