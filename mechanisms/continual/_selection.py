@@ -192,6 +192,19 @@ class _ContinualSelection:
     def _best_plan(
         self, strategy: str, rho: float | None
     ) -> tuple[CountersPlan | SparseVectorPlan, float]:
+        try:
+            return self._design(strategy, rho)
+        except ArithmeticError as error:  # a subnormal ε, δ or β: nothing to calibrate
+            raise ParameterError(
+                f"the {strategy} strategy cannot be calibrated for epsilon={self.epsilon!r}, "
+                f"delta={self.delta!r}, beta={self.beta!r} ({type(error).__name__}: "
+                f"{error}); use values far from the limits of floating point",
+                parameter="epsilon",
+            ) from None
+
+    def _design(
+        self, strategy: str, rho: float | None
+    ) -> tuple[CountersPlan | SparseVectorPlan, float]:
         plans: list[CountersPlan | SparseVectorPlan]
         if strategy == "counters":
             plans = list(

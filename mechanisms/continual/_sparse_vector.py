@@ -204,9 +204,19 @@ def _plan(
     beta: float,
     neighbouring: str,
 ) -> SparseVectorPlan:
-    error, kk, _, u, e_svt, e_c = _approximate_errors(
-        task, horizon, columns, budget, composition, beta
-    )
+    with np.errstate(all="ignore"):  # a budget or beta near the float limits: no plan
+        error, kk, _, u, e_svt, e_c = _approximate_errors(
+            task, horizon, columns, budget, composition, beta
+        )
+        usable = np.isfinite(error) & (e_svt > 0) & (e_c > 0) & np.isfinite(e_svt * e_c)
+    if not usable.any():
+        raise ParameterError(
+            f"the sparse-vector schedule cannot be calibrated for a {composition} budget of "
+            f"{budget!r} at beta={beta!r}; use an epsilon (and delta, beta) far from the "
+            "limits of floating point",
+            parameter="epsilon",
+        )
+    error = np.where(usable, error, np.inf)
     best = np.unravel_index(int(np.argmin(error)), error.shape)
     k = int(kk[best])
     eps_svt = float(e_svt[best]) * _SAFETY

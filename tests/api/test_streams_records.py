@@ -196,6 +196,21 @@ def test_hold_keeps_the_counts_and_the_sparse_vector_counts_its_refreshes(
             },
             "noise scale",
         ),
+        (
+            {"mechanism": "continual.sum_select", "horizon": 10, "d": 2, "epsilon": 5e-324},
+            "cannot be calibrated",
+        ),
+        (
+            {
+                "mechanism": "continual.max_sum",
+                "horizon": 9,
+                "d": 2,
+                "epsilon": 1,
+                "beta": 5e-324,
+                "strategy": "sparse-vector",
+            },
+            "cannot be calibrated",
+        ),
     ],
 )
 def test_bad_records_streams_are_422(

@@ -269,3 +269,25 @@ def test_any_forged_value_is_refused_or_restores_a_consistent_state(
     except ParameterError:
         return
     assert through_json(restored.state()) == state
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    cls=st.sampled_from(CLASSES),
+    strategy=st.sampled_from(["auto", *STRATEGIES]),
+    epsilon=st.sampled_from([5e-324, 1e-300, 1e-3, 1.0, 1e300, 1.7e308]),
+    delta=st.sampled_from([0.0, 5e-324, 1e-300, 1e-6, 0.999999]),
+    beta=st.sampled_from([5e-324, 1e-300, 0.05, 0.999999]),
+)
+def test_extreme_parameters_build_a_mechanism_or_a_parameter_error(
+    cls: type[MaxSum | SumSelect], strategy: str, epsilon: float, delta: float, beta: float
+) -> None:
+    # What a REST client can send: never another exception (it would be a 500).
+    try:
+        mech = cls(
+            d=1024, horizon=1 << 24, epsilon=epsilon, delta=delta, beta=beta, strategy=strategy
+        )
+    except ParameterError:
+        return
+    assert mech.error_bound(mech.beta) <= 1 << 24
+    assert cls.from_state(through_json(mech.state())).state() == mech.state()
