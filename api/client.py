@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Self, TypedDict, Unpack
 
 import httpx
@@ -221,11 +221,14 @@ class LDPCollector(ServiceClient):
 
 
 class StreamClient(ServiceClient):
-    """Append items to one continual-release stream of a privaudit service.
+    """Append items (or records) to one continual-release stream of a privaudit service.
 
-    The service keeps the counter and its noise; the client sends items in batches and
-    gets one private running sum per item. Each batch carries an idempotency key, and
-    a batch that fails with a transport error or a 5xx answer is sent again under the
+    The service keeps the mechanism and its noise; the client sends items in batches
+    and gets one release per item: the private running sum (counters), or for
+    ``continual.max_sum`` / ``continual.sum_select`` streams, whose items are records in
+    ``{0,1}^d`` (:meth:`append_records`, :meth:`push_records`), the private largest
+    column sum or the selected column. Each batch carries an idempotency key, and a
+    batch that fails with a transport error or a 5xx answer is sent again under the
     same key, so an item is never counted twice and a retried batch gets back the
     releases first computed for it (never fresh noise).
 
@@ -247,6 +250,12 @@ class StreamClient(ServiceClient):
     ... )
     >>> stream.push_many([1.0, 0.0, 0.5])  # doctest: +SKIP
     [1.83, -0.41, 2.27]
+    >>> top = StreamClient.create(  # doctest: +SKIP
+    ...     base_url="http://127.0.0.1:8000", api_key=key,
+    ...     mechanism="continual.sum_select", horizon=1024, d=3, epsilon=1.0, delta=1e-6,
+    ... )
+    >>> top.push_records([[1, 0, 0], [1, 1, 0]])  # doctest: +SKIP
+    [0, 0]
     """
 
     def __init__(
@@ -276,14 +285,30 @@ class StreamClient(ServiceClient):
         horizon: int,
         epsilon: float | None = None,
         noise_multiplier: float | None = None,
+        d: int | None = None,
+        delta: float | None = None,
+        strategy: str | None = None,
+        beta: float | None = None,
+        on_exhausted: str | None = None,
         **options: Unpack[ClientOptions],
     ) -> StreamClient:
-        """Create a stream on the service and return a client for it."""
+        """Create a stream on the service and return a client for it.
+
+        Counters take ``epsilon`` or ``noise_multiplier``; ``continual.max_sum`` and
+        ``continual.sum_select`` take ``d``, ``epsilon``, and optionally ``delta``,
+        ``strategy``, ``beta`` and ``on_exhausted``. Parameters left ``None`` are not sent.
+        """
+        given = {
+            "epsilon": epsilon,
+            "noise_multiplier": noise_multiplier,
+            "d": d,
+            "delta": delta,
+            "strategy": strategy,
+            "beta": beta,
+            "on_exhausted": on_exhausted,
+        }
         body: dict[str, Any] = {"mechanism": mechanism, "horizon": horizon}
-        if epsilon is not None:
-            body["epsilon"] = epsilon
-        if noise_multiplier is not None:
-            body["noise_multiplier"] = noise_multiplier
+        body.update((name, value) for name, value in given.items() if value is not None)
         created = create_resource(base_url, api_key, "/v1/streams", body, options)
         return cls(base_url=base_url, api_key=api_key, stream_id=created["id"], **options)
 
@@ -291,12 +316,14 @@ class StreamClient(ServiceClient):
         """Append one batch under ``key`` (a fresh one by default); the service's answer,
         with ``releases`` (one ``{t, value, standard_error}`` per item) and ``duplicate``."""
         values = np.asarray(items, dtype=float).ravel().tolist()
-        return self._retrying(
-            "POST",
-            f"/v1/streams/{self.stream_id}/items",
-            json={"items": values},
-            headers={"Idempotency-Key": key or uuid.uuid4().hex},
-        )
+        return self._send({"items": values}, key)
+
+    def append_records(self, records: npt.ArrayLike, *, key: str | None = None) -> dict[str, Any]:
+        """Append one batch of records (``n × d`` zeros and ones) under ``key``; the
+        service's answer, with ``releases`` (one ``{t, value}`` per record), and
+        ``refreshes`` / ``max_refreshes`` for the sparse-vector strategy."""
+        rows = np.asarray(records, dtype=np.int64)
+        return self._send({"records": rows.reshape(rows.shape[0], -1).tolist()}, key)
 
     def push_many(
         self, items: npt.ArrayLike, *, batch_size: int = 1000, batch_prefix: str | None = None
@@ -309,12 +336,38 @@ class StreamClient(ServiceClient):
         twice.
         """
         values = np.asarray(items, dtype=float).ravel()
+        return self._push(self.append, values, batch_size, batch_prefix)
+
+    def push_records(
+        self, records: npt.ArrayLike, *, batch_size: int = 1000, batch_prefix: str | None = None
+    ) -> list[float | int]:
+        """Append the rows of ``records`` in batches (as :meth:`push_many` does items);
+        return their releases, in order: max sums (max_sum) or column indices
+        (sum_select)."""
+        rows = np.asarray(records, dtype=np.int64)
+        return self._push(self.append_records, rows, batch_size, batch_prefix)
+
+    def _push(
+        self,
+        append: Callable[..., dict[str, Any]],
+        values: np.ndarray,
+        batch_size: int,
+        batch_prefix: str | None,
+    ) -> list[Any]:
         prefix = batch_prefix or uuid.uuid4().hex
-        releases: list[float] = []
-        for index, start in enumerate(range(0, values.size, batch_size)):
-            batch = self.append(values[start : start + batch_size], key=f"{prefix}-{index}")
+        releases: list[Any] = []
+        for index, start in enumerate(range(0, len(values), batch_size)):
+            batch = append(values[start : start + batch_size], key=f"{prefix}-{index}")
             releases.extend(release["value"] for release in batch["releases"])
         return releases
+
+    def _send(self, body: dict[str, Any], key: str | None) -> dict[str, Any]:
+        return self._retrying(
+            "POST",
+            f"/v1/streams/{self.stream_id}/items",
+            json=body,
+            headers={"Idempotency-Key": key or uuid.uuid4().hex},
+        )
 
     def info(self, *, after: int = 0, limit: int | None = None) -> dict[str, Any]:
         """The stream now: parameters, guarantee, error, items, and releases with t > after."""

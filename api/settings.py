@@ -77,6 +77,19 @@ class Settings(BaseSettings):
         le=100_000,
         description="Most items in one batch appended to a stream.",
     )
+    stream_max_columns: int = Field(
+        default=1024,
+        ge=1,
+        le=1 << 16,
+        description="Most columns d of a continual.max_sum / continual.sum_select stream.",
+    )
+    stream_max_cells_per_batch: int = Field(
+        default=1 << 20,
+        ge=1,
+        le=1 << 24,
+        description="Most record cells (records × d) in one batch appended to a "
+        "continual.max_sum / continual.sum_select stream.",
+    )
     stream_max_state_numbers: int = Field(
         default=1 << 15,
         ge=64,

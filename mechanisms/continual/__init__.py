@@ -21,7 +21,8 @@ here (``discrete_laplace``, ``discrete_gaussian``).
 
 Over streams of records in ``{0,1}^d`` [JRSS23]_, with one constructor
 ``Mechanism(*, d, horizon, epsilon, delta=0.0, strategy="auto", ...)``, ``push(record)``,
-``push_many(records)``, ``guarantee`` and ``error_bound(beta)``:
+``push_many(records)``, ``guarantee``, ``error_bound(beta)`` and ``state()`` /
+``Mechanism.from_state(state)`` (:class:`SelectionState`):
 
 * :class:`MaxSum`: the largest column sum after every record.
 * :class:`SumSelect`: the index of a column whose sum is close to the largest.
@@ -44,7 +45,12 @@ from privaudit.mechanisms.continual._selection import (
     SumSelect,
     rho_for_approximate_dp,
 )
-from privaudit.mechanisms.continual._state import STATE_VERSION, CounterState
+from privaudit.mechanisms.continual._state import (
+    SELECTION_STATE_VERSION,
+    STATE_VERSION,
+    CounterState,
+    SelectionState,
+)
 from privaudit.mechanisms.continual._toeplitz import (
     MatrixFactorizationCounter,
     sqrt_toeplitz_coefficients,
@@ -53,6 +59,7 @@ from privaudit.mechanisms.continual._tree import BinaryTreeCounter, HonakerCount
 
 __all__ = [
     "RECORD_NEIGHBOURING",
+    "SELECTION_STATE_VERSION",
     "STATE_VERSION",
     "BinaryTreeCounter",
     "BufferedToeplitzCounter",
@@ -61,6 +68,7 @@ __all__ = [
     "HonakerCounter",
     "MatrixFactorizationCounter",
     "MaxSum",
+    "SelectionState",
     "SumSelect",
     "discrete_gaussian",
     "discrete_gaussian_variance",

@@ -18,11 +18,18 @@ from privaudit.mechanisms.continual._discrete import (
     discrete_laplace_variance,
 )
 from privaudit.mechanisms.continual._noise import NoiseSpec, NoiseStream
-from privaudit.mechanisms.continual._state import STATE_VERSION, CounterState, state_int
+from privaudit.mechanisms.continual._state import (
+    STATE_VERSION,
+    CounterState,
+    check_calibration,
+    check_mechanism,
+    check_version,
+    state_int,
+)
 from privaudit.randomness import RandomSource, is_secure, resolve_rng
 from privaudit.registry import mechanisms
 
-__all__ = ["NEIGHBOURING", "ContinualCounter", "noise_grid_bits"]
+__all__ = ["NEIGHBOURING", "ContinualCounter", "check_draw_ahead", "noise_grid_bits"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -32,6 +39,23 @@ _NOISE_BLOCK = 1 << 16  # noise is data-independent, so it is drawn ahead in blo
 _NOISE_LIMIT = 1 << 62  # one noise draw, in units, is far inside int64 (scales <= 2^56)
 _MAX_NOISE_SCALE = 1 << 56  # the samplers' int64 limit, in grid units
 _MIN_GRID_BITS = 16
+
+
+def check_draw_ahead(draw_ahead: object) -> int:
+    """``draw_ahead`` (how many noise draws to make at once; ``None``: 2^16), checked."""
+    if draw_ahead is None:
+        return _NOISE_BLOCK
+    if (
+        isinstance(draw_ahead, bool)
+        or not isinstance(draw_ahead, int | np.integer)
+        or not 1 <= draw_ahead <= MAX_HORIZON
+    ):
+        raise ParameterError(
+            f"draw_ahead must be an integer in [1, 2^24] (or None for {_NOISE_BLOCK}); "
+            f"got {draw_ahead!r}",
+            parameter="draw_ahead",
+        )
+    return int(draw_ahead)
 
 
 def noise_grid_bits(noise_scale: float) -> int:
@@ -101,19 +125,7 @@ class ContinualCounter(ABC):
                 "finite float; use a noise_multiplier of at least 1e-150",
                 parameter="noise_multiplier",
             )
-        if draw_ahead is None:
-            draw_ahead = _NOISE_BLOCK
-        if (
-            isinstance(draw_ahead, bool)
-            or not isinstance(draw_ahead, int | np.integer)
-            or not 1 <= draw_ahead <= MAX_HORIZON
-        ):
-            raise ParameterError(
-                f"draw_ahead must be an integer in [1, 2^24] (or None for {_NOISE_BLOCK}); "
-                f"got {draw_ahead!r}",
-                parameter="draw_ahead",
-            )
-        self.draw_ahead = int(draw_ahead)
+        self.draw_ahead = check_draw_ahead(draw_ahead)
         self._rng = resolve_rng(rng)
         self._t = 0
         self._setup()
@@ -344,12 +356,7 @@ class ContinualCounter(ABC):
             raise ParameterError(
                 f"state must be a CounterState or its to_dict(); got {type(state).__name__}"
             )
-        if state.version != STATE_VERSION:
-            raise ParameterError(
-                f"this privaudit reads counter states of version {STATE_VERSION}; got version "
-                f"{state.version}",
-                parameter="state.version",
-            )
+        check_version(state.version, STATE_VERSION, "counter")
         target: type[ContinualCounter] = cls
         if getattr(cls, "name", None) is None:  # the abstract base: dispatch by name
             found = mechanisms.get(state.mechanism) if state.mechanism in mechanisms else None
@@ -359,12 +366,8 @@ class ContinualCounter(ABC):
                     parameter="state.mechanism",
                 )
             target = found
-        elif state.mechanism != cls.name:
-            raise ParameterError(
-                f"this is a {state.mechanism!r} state; {cls.__name__} restores "
-                f"{cls.name!r} states only",
-                parameter="state.mechanism",
-            )
+        else:
+            check_mechanism(state.mechanism, cls, cls.name)
         counter = target(
             T=state.T,
             epsilon=state.epsilon,
@@ -372,13 +375,7 @@ class ContinualCounter(ABC):
             rng=rng,
             draw_ahead=draw_ahead,
         )
-        if state.calibration != counter._calibration():
-            raise ParameterError(
-                f"the state was calibrated as {state.calibration!r}; this privaudit calibrates "
-                f"the same parameters as {counter._calibration()!r}, so the stream cannot be "
-                "continued with the same noise",
-                parameter="state.calibration",
-            )
+        check_calibration(state.calibration, counter._calibration())
         counter._t = state_int(state.t, "t", 0, counter.T)
         used = counter._noise_used_after(counter._t)
         if used + len(state.pending_noise) > counter._noise_total():

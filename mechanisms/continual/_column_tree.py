@@ -27,6 +27,7 @@ after seeing the earlier releases (adaptive composition of the node measurements
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -35,6 +36,7 @@ import numpy.typing as npt
 
 from privaudit.errors import ParameterError
 from privaudit.guarantees import PrivacyGuarantee
+from privaudit.mechanisms.continual._noise import BLOCK as _BLOCK
 from privaudit.mechanisms.continual._noise import NoiseSpec, NoiseStream
 from privaudit.mechanisms.continual._tails import tree_noise_bound
 
@@ -149,11 +151,43 @@ class ColumnTreeNoise:
     one new node per step and column.
     """
 
-    def __init__(self, plan: CountersPlan, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        plan: CountersPlan,
+        rng: np.random.Generator,
+        *,
+        block: int | None = None,
+        t: int = 0,
+        node_noise: Sequence[IntArray | None] = (),
+        pending: Sequence[int] = (),
+    ) -> None:
+        """A fresh tree (``t = 0``), or one restored after ``t`` steps with the latest
+        node noise of every height (``node_noise``, ``None`` for the heights not reached
+        yet) and the noise drawn ahead (``pending``); see :meth:`export`."""
         self._plan = plan
-        self._stream = NoiseStream(plan.node_noise, rng, total=plan.horizon * plan.columns)
-        self._last_index = [-1] * plan.levels
-        self._last_noise: list[IntArray] = [np.zeros(plan.columns, dtype=np.int64)] * plan.levels
+        d = plan.columns
+        self._stream = NoiseStream(
+            plan.node_noise,
+            rng,
+            total=(plan.horizon - t) * d,
+            block=block or _BLOCK,
+            pending=pending,
+        )
+        self._last_index = [_latest_node(t, h) for h in range(plan.levels)]
+        self._last_noise: list[IntArray] = [np.zeros(d, dtype=np.int64)] * plan.levels
+        for height, noise in enumerate(node_noise):
+            if noise is not None:
+                self._last_noise[height] = np.asarray(noise, dtype=np.int64)
+
+    def export(self, t: int) -> tuple[list[list[int] | None], list[int]]:
+        """After ``t`` steps: the latest node noise of every height (``None`` where no
+        node was drawn yet) and the noise drawn ahead, for :class:`SelectionState`."""
+        nodes = [
+            self._last_noise[h].tolist() if self._last_index[h] >= 1 else None
+            for h in range(self._plan.levels)
+        ]
+        assert all(self._last_index[h] == _latest_node(t, h) for h in range(self._plan.levels))
+        return nodes, self._stream.pending().tolist()
 
     def next(self, start: int, n: int) -> IntArray:
         """The noise of steps ``start + 1 .. start + n`` (an ``n × d`` array, units)."""
@@ -174,3 +208,12 @@ class ColumnTreeNoise:
             self._last_index[height] = int(nodes[-1])
             self._last_noise[height] = table[-1]
         return noise
+
+
+def _latest_node(t: int, height: int) -> int:
+    """The index of the latest node of ``height`` used by steps ``1..t`` (-1: none).
+
+    Step ``s`` uses node ``s >> h`` at every height ``h`` where bit ``h`` of ``s`` is set,
+    so these indices are odd; the latest is ``t >> h`` or the odd number below it."""
+    index = t >> height
+    return -1 if index == 0 else (index - 1) | 1

@@ -10,11 +10,12 @@ import numpy.typing as npt
 
 from privaudit.mechanisms.continual._discrete import discrete_gaussian, discrete_laplace
 
-__all__ = ["NoiseSpec", "NoiseStream"]
+__all__ = ["BLOCK", "NoiseSpec", "NoiseStream"]
 
 IntArray = npt.NDArray[np.int64]
 
-_BLOCK = 1 << 16
+BLOCK = 1 << 16
+"""How many draws a :class:`NoiseStream` makes ahead by default."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class NoiseStream:
         rng: np.random.Generator,
         total: int,
         *,
-        block: int = _BLOCK,
+        block: int = BLOCK,
         pending: npt.ArrayLike = (),
     ) -> None:
         self._spec = spec

@@ -49,14 +49,15 @@ shaped streams, adaptive ones included.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from privaudit.errors import BudgetExhaustedError, DataError, LimitExceededError, ParameterError
 from privaudit.guarantees import PrivacyGuarantee
-from privaudit.mechanisms.continual._base import MAX_HORIZON
+from privaudit.mechanisms.continual._base import MAX_HORIZON, check_draw_ahead
 from privaudit.mechanisms.continual._column_tree import (
     ColumnTreeNoise,
     CountersPlan,
@@ -65,8 +66,20 @@ from privaudit.mechanisms.continual._column_tree import (
 from privaudit.mechanisms.continual._sparse_vector import (
     SparseVectorPlan,
     SparseVectorRun,
+    SparseVectorSnapshot,
     Task,
+    noise_left,
     sparse_vector_plans,
+)
+from privaudit.mechanisms.continual._state import (
+    SELECTION_STATE_VERSION,
+    SelectionState,
+    check_array_names,
+    check_calibration,
+    check_mechanism,
+    check_version,
+    state_array,
+    state_int,
 )
 from privaudit.randomness import RandomSource, is_secure, resolve_rng
 from privaudit.registry import mechanisms
@@ -83,6 +96,7 @@ RECORD_NEIGHBOURING = (
 MAX_COLUMNS = 1 << 16
 _STRATEGIES = ("auto", "counters", "sparse-vector")
 _CHUNK_CELLS = 1 << 21  # a batch is processed in slices of at most this many sums
+_NOISE_LIMIT = 1 << 62  # one noise draw or held value, in units, is far inside int64
 
 
 def rho_for_approximate_dp(epsilon: float, delta: float) -> float:
@@ -99,6 +113,8 @@ class _ContinualSelection:
     """What MaxSum and SumSelect share: parameters, strategies, records, the stream."""
 
     task: ClassVar[Task]
+    name: ClassVar[str]
+    """The registry name."""
 
     def __init__(
         self,
@@ -111,6 +127,7 @@ class _ContinualSelection:
         beta: float = 0.05,
         on_exhausted: Literal["raise", "hold"] = "raise",
         rng: RandomSource = None,
+        draw_ahead: int | None = None,
     ) -> None:
         self.d = _check_int("d", d, 1, MAX_COLUMNS, "the number of columns")
         self.horizon = _check_int("horizon", horizon, 1, MAX_HORIZON, "the most records")
@@ -134,6 +151,8 @@ class _ContinualSelection:
                 parameter="on_exhausted",
             )
         self.on_exhausted = on_exhausted
+        self.requested_strategy: str = strategy
+        self.draw_ahead = check_draw_ahead(draw_ahead)
         self._rng = resolve_rng(rng)
         rho = rho_for_approximate_dp(self.epsilon, self.delta) if self.delta > 0 else None
         self._plans: dict[str, CountersPlan | SparseVectorPlan] = {}
@@ -164,13 +183,26 @@ class _ContinualSelection:
         self._tree: ColumnTreeNoise | None = None
         self._schedule: SparseVectorRun | None = None
         if isinstance(self._plan, CountersPlan):
-            self._tree = ColumnTreeNoise(self._plan, self._rng)
+            self._tree = ColumnTreeNoise(self._plan, self._rng, block=self.draw_ahead)
         else:
-            self._schedule = SparseVectorRun(self._plan, self._rng)
+            self._schedule = SparseVectorRun(self._plan, self._rng, block=self.draw_ahead)
 
     # --- design -------------------------------------------------------------------------
 
     def _best_plan(
+        self, strategy: str, rho: float | None
+    ) -> tuple[CountersPlan | SparseVectorPlan, float]:
+        try:
+            return self._design(strategy, rho)
+        except ArithmeticError as error:  # a subnormal ε, δ or β: nothing to calibrate
+            raise ParameterError(
+                f"the {strategy} strategy cannot be calibrated for epsilon={self.epsilon!r}, "
+                f"delta={self.delta!r}, beta={self.beta!r} ({type(error).__name__}: "
+                f"{error}); use values far from the limits of floating point",
+                parameter="epsilon",
+            ) from None
+
+    def _design(
         self, strategy: str, rho: float | None
     ) -> tuple[CountersPlan | SparseVectorPlan, float]:
         plans: list[CountersPlan | SparseVectorPlan]
@@ -298,6 +330,196 @@ class _ContinualSelection:
             "query": plan.query_scale * unit,
             "refresh": plan.refresh_scale * unit,
         }
+
+    # --- durable state --------------------------------------------------------------------
+
+    def state_size_bound(self) -> int:
+        """The most numbers :meth:`state` holds over the horizon, drawn-ahead noise
+        excluded (``draw_ahead=1`` keeps none): ``d`` sums, plus ``L·d`` node noises
+        (counters) or 4 (sparse vector)."""
+        if isinstance(self._plan, CountersPlan):
+            return self.d * (1 + self._plan.levels)
+        return self.d + 4
+
+    def state(self) -> SelectionState:
+        """Everything needed to continue this stream exactly, as plain numbers.
+
+        The exact column sums, ``t``, the noise already drawn that future releases
+        depend on (counters: the latest node of every height; sparse vector: the
+        current noisy threshold, the held answer and the refresh count), the noise drawn
+        ahead (pass a small ``draw_ahead`` to keep it short), the parameters and the
+        calibration. No randomness source or seed. It is as sensitive as the records:
+        the exact sums are not private.
+        """
+        arrays: dict[str, tuple[int | None, ...]]
+        pending: dict[str, tuple[int, ...]]
+        if self._tree is not None:
+            nodes, node_pending = self._tree.export(self._t)
+            empty: list[int | None] = [None] * self.d
+            arrays = {"node_noise": tuple(v for row in nodes for v in (row or empty))}
+            pending = {"node": tuple(node_pending)}
+        else:
+            assert self._schedule is not None
+            snapshot = self._schedule.export()
+            arrays = {
+                "held": (snapshot.held,),
+                "refreshes": (snapshot.refreshes,),
+                "exhausted": (int(snapshot.exhausted),),
+                "threshold_noise": (snapshot.threshold_noise,),
+            }
+            pending = {name: tuple(values) for name, values in snapshot.pending.items()}
+        return SelectionState(
+            version=SELECTION_STATE_VERSION,
+            mechanism=self.name,
+            parameters=self._parameters(),
+            calibration=self._calibration(),
+            t=self._t,
+            sums=tuple(self._sums.tolist()),
+            arrays=arrays,
+            pending=pending,
+        )
+
+    @classmethod
+    def from_state(
+        cls,
+        state: SelectionState | Mapping[str, Any],
+        *,
+        rng: RandomSource = None,
+        draw_ahead: int | None = None,
+    ) -> Self:
+        """Continue a stream from :meth:`state` (or its :meth:`SelectionState.to_dict`).
+
+        The restored mechanism releases exactly what the exported one would have: the
+        noise of every tree node that has influenced a release, the sparse vector's
+        noisy threshold, and any noise drawn ahead are taken from the state, never drawn
+        again. Noise needed beyond them comes from ``rng`` (``None``: the secure source).
+
+        Raises
+        ------
+        ParameterError
+            If the state is malformed or does not fit: another version or mechanism,
+            parameters this version refuses or calibrates differently, a count past the
+            horizon, sums or noise of the wrong names, lengths, types or ranges, a
+            refresh count above ``K``, or more drawn-ahead noise than the horizon needs.
+        """
+        if isinstance(state, Mapping):
+            state = SelectionState.from_dict(state)
+        if not isinstance(state, SelectionState):
+            raise ParameterError(
+                f"state must be a SelectionState or its to_dict(); got {type(state).__name__}"
+            )
+        check_version(state.version, SELECTION_STATE_VERSION, "selection")
+        check_mechanism(state.mechanism, cls, cls.name)
+        names = ("d", "horizon", "epsilon", "delta", "strategy", "beta", "on_exhausted")
+        check_array_names(state.parameters, names, f"{cls.name} parameters")
+        mech = cls(**state.parameters, rng=rng, draw_ahead=draw_ahead)
+        check_calibration(state.calibration, mech._calibration())
+        t = state_int(state.t, "t", 0, mech.horizon)
+        if len(state.sums) != mech.d:
+            raise ParameterError(
+                f"state.sums must hold d={mech.d} column sums; got {len(state.sums)}",
+                parameter="state.sums",
+            )
+        mech._sums = np.array([state_int(v, "sums", 0, t) for v in state.sums], dtype=np.int64)
+        mech._t = t
+        if isinstance(mech._plan, CountersPlan):
+            mech._tree = mech._restore_tree(mech._plan, state)
+        else:
+            mech._schedule = mech._restore_schedule(mech._plan, state)
+        return mech
+
+    def _parameters(self) -> dict[str, Any]:
+        return {
+            "d": self.d,
+            "horizon": self.horizon,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "strategy": self.requested_strategy,
+            "beta": self.beta,
+            "on_exhausted": self.on_exhausted,
+        }
+
+    def _calibration(self) -> str:
+        """The strategy and plan derived from the parameters (checked on restore)."""
+        plan = self._plan
+        if isinstance(plan, CountersPlan):
+            noise = plan.node_noise
+            law = (
+                f"discrete_laplace scale={noise.laplace_scale}"
+                if noise.laplace_scale is not None
+                else f"discrete_gaussian sigma2={noise.gaussian_sigma2}"
+            )
+            return f"counters; {law}; grid_bits={plan.grid_bits}; levels={plan.levels}"
+        return (
+            f"sparse-vector; {plan.composition}; K={plan.max_refreshes}; "
+            f"grid_bits={plan.grid_bits}; discrete_laplace scales={plan.threshold_scale},"
+            f"{plan.query_scale},{plan.refresh_scale}; threshold={plan.threshold_units}"
+        )
+
+    def _restore_tree(self, plan: CountersPlan, state: SelectionState) -> ColumnTreeNoise:
+        d, t = self.d, self._t
+        check_array_names(state.arrays, ("node_noise",), self.name)
+        check_array_names(state.pending, ("node",), f"{self.name} pending")
+        flat = state_array(state.arrays, "node_noise", plan.levels * d)
+        nodes: list[IntArray | None] = []
+        for height in range(plan.levels):
+            row = flat[height * d : (height + 1) * d]
+            where = f"arrays.node_noise[{height * d}:{(height + 1) * d}]"
+            if t >> height:  # a node of this height was drawn
+                nodes.append(
+                    np.array([state_int(v, where, -_NOISE_LIMIT, _NOISE_LIMIT) for v in row])
+                )
+            elif any(v is not None for v in row):
+                raise ParameterError(
+                    f"state.{where} must be null: no node of height {height} is drawn by t={t}",
+                    parameter=f"state.{where}",
+                )
+            else:
+                nodes.append(None)
+        pending = _pending(state, "node", (self.horizon - t) * d)
+        return ColumnTreeNoise(
+            plan, self._rng, block=self.draw_ahead, t=t, node_noise=nodes, pending=pending
+        )
+
+    def _restore_schedule(self, plan: SparseVectorPlan, state: SelectionState) -> SparseVectorRun:
+        names = ("held", "refreshes", "exhausted", "threshold_noise")
+        check_array_names(state.arrays, names, self.name)
+        check_array_names(state.pending, ("threshold", "query", "refresh"), f"{self.name} pending")
+        one = {name: state_array(state.arrays, name, 1)[0] for name in names}
+        k = plan.max_refreshes
+        refreshes = state_int(one["refreshes"], "arrays.refreshes", 0, k)
+        exhausted = state_int(one["exhausted"], "arrays.exhausted", 0, 1) == 1
+        if self.task == "max":
+            held = state_int(one["held"], "arrays.held", -_NOISE_LIMIT, _NOISE_LIMIT)
+        else:
+            held = state_int(one["held"], "arrays.held", 0, self.d - 1)
+        if refreshes == 0 and held != 0:
+            raise ParameterError(
+                f"state.arrays.held must be 0 before the first refresh; got {held}",
+                parameter="state.arrays.held",
+            )
+        if exhausted and (refreshes != k or any(state.pending.values())):
+            raise ParameterError(
+                f"an exhausted schedule has made all K={k} refreshes and keeps no noise; got "
+                f"{refreshes} refreshes",
+                parameter="state.arrays.exhausted",
+            )
+        nu = one["threshold_noise"]
+        if nu is not None or refreshes > 0 or self._t > 0:  # null: not drawn yet
+            nu = state_int(nu, "arrays.threshold_noise", -_NOISE_LIMIT, _NOISE_LIMIT)
+        limits = {
+            name: noise_left(plan, name, self._t, refreshes, fresh=nu is None)
+            for name in ("threshold", "query", "refresh")
+        }
+        snapshot = SparseVectorSnapshot(
+            t=self._t,
+            held=held,
+            refreshes=refreshes,
+            exhausted=exhausted,
+            threshold_noise=nu,
+            pending={name: _pending(state, name, limit) for name, limit in limits.items()},
+        )
+        return SparseVectorRun(plan, self._rng, block=self.draw_ahead, restored=snapshot)
 
     def _push_one(self, record: npt.ArrayLike) -> float | int:
         rows = _as_records(record, self.d, single=True)
@@ -446,6 +668,15 @@ class MaxSum(_ContinualSelection):
     rng
         ``None`` (default) for the secure ChaCha20 source; a seeded generator from
         :func:`privaudit.simulation_generator` only to simulate.
+    draw_ahead
+        How many noise draws to make at once (the noise is data-independent); ``None``
+        for 2^16, ``1`` to draw only what each push uses, which keeps :meth:`state`
+        short.
+
+    **Durable state.** :meth:`state` exports a
+    :class:`~privaudit.mechanisms.continual.SelectionState` and :meth:`from_state`
+    continues from it with exactly the releases an uninterrupted run would give: the
+    noise that later releases depend on is in the state, never drawn again.
 
     Raises
     ------
@@ -478,6 +709,7 @@ class MaxSum(_ContinualSelection):
     """
 
     task = "max"
+    name = "continual.max_sum"
 
     def push(self, record: npt.ArrayLike) -> float:
         """Add one record (a 0/1 vector of length ``d``); return the private max sum.
@@ -531,6 +763,7 @@ class SumSelect(_ContinualSelection):
     """
 
     task = "select"
+    name = "continual.sum_select"
 
     def push(self, record: npt.ArrayLike) -> int:
         """Add one record (a 0/1 vector of length ``d``); return the selected column.
@@ -596,3 +829,15 @@ def _check_real(name: str, value: object, *, low: float, high: float) -> float:
         bounds = f"> {low:g}" if math.isinf(high) else f"in ({low:g}, {high:g})"
         raise ParameterError(f"{name} must be a finite number {bounds}; got {value!r}")
     return float(value)
+
+
+def _pending(state: SelectionState, name: str, limit: int) -> list[int]:
+    """The drawn-ahead noise of stream ``name``, at most ``limit`` draws, each in range."""
+    values = state.pending[name]
+    if len(values) > limit:
+        raise ParameterError(
+            f"state.pending.{name} holds {len(values)} draws; after t={state.t} the horizon "
+            f"needs at most {limit}",
+            parameter=f"state.pending.{name}",
+        )
+    return [state_int(v, f"pending.{name}", -_NOISE_LIMIT, _NOISE_LIMIT) for v in values]

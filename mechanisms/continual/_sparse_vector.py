@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -73,10 +74,16 @@ import numpy.typing as npt
 from privaudit.errors import ParameterError
 from privaudit.guarantees import PrivacyGuarantee
 from privaudit.mechanisms.continual._column_tree import MAX_NOISE_SCALE, grid_bits_for
-from privaudit.mechanisms.continual._noise import NoiseSpec, NoiseStream
+from privaudit.mechanisms.continual._noise import BLOCK, NoiseSpec, NoiseStream
 from privaudit.mechanisms.continual._tails import laplace_max_bound
 
-__all__ = ["SparseVectorPlan", "SparseVectorRun", "sparse_vector_plans"]
+__all__ = [
+    "SparseVectorPlan",
+    "SparseVectorRun",
+    "SparseVectorSnapshot",
+    "noise_left",
+    "sparse_vector_plans",
+]
 
 Task = Literal["max", "select"]
 IntArray = npt.NDArray[np.int64]
@@ -197,9 +204,19 @@ def _plan(
     beta: float,
     neighbouring: str,
 ) -> SparseVectorPlan:
-    error, kk, _, u, e_svt, e_c = _approximate_errors(
-        task, horizon, columns, budget, composition, beta
-    )
+    with np.errstate(all="ignore"):  # a budget or beta near the float limits: no plan
+        error, kk, _, u, e_svt, e_c = _approximate_errors(
+            task, horizon, columns, budget, composition, beta
+        )
+        usable = np.isfinite(error) & (e_svt > 0) & (e_c > 0) & np.isfinite(e_svt * e_c)
+    if not usable.any():
+        raise ParameterError(
+            f"the sparse-vector schedule cannot be calibrated for a {composition} budget of "
+            f"{budget!r} at beta={beta!r}; use an epsilon (and delta, beta) far from the "
+            "limits of floating point",
+            parameter="epsilon",
+        )
+    error = np.where(usable, error, np.inf)
     best = np.unravel_index(int(np.argmin(error)), error.shape)
     k = int(kk[best])
     eps_svt = float(e_svt[best]) * _SAFETY
@@ -245,20 +262,87 @@ def _plan(
     return dataclasses.replace(draft, threshold_units=tau, guarantee=guarantee)
 
 
+def noise_left(
+    plan: SparseVectorPlan, name: str, t: int, refreshes: int, *, fresh: bool = False
+) -> int:
+    """How many draws of the noise stream ``name`` (``threshold``, ``query`` or
+    ``refresh``) the rest of the stream may use after ``t`` steps and ``refreshes``
+    refreshes (``fresh``: the first ``ν`` is not drawn yet)."""
+    if name == "threshold":
+        return plan.max_refreshes + 1 - refreshes - (0 if fresh else 1)
+    if name == "query":
+        return plan.horizon - t
+    per_refresh = 1 if plan.task == "max" else plan.columns
+    return (plan.max_refreshes - refreshes) * per_refresh
+
+
+@dataclass(frozen=True)
+class SparseVectorSnapshot:
+    """What a :class:`SparseVectorRun` continues from (the defaults: a fresh run)."""
+
+    t: int = 0
+    held: int = 0
+    refreshes: int = 0
+    exhausted: bool = False
+    threshold_noise: int | None = None  # None: the first round's ν is not drawn yet
+    pending: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
+
+
 class SparseVectorRun:
     """The running schedule: the held answer, the threshold noise, the refresh count."""
 
-    def __init__(self, plan: SparseVectorPlan, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        plan: SparseVectorPlan,
+        rng: np.random.Generator,
+        *,
+        block: int = BLOCK,
+        restored: SparseVectorSnapshot | None = None,
+    ) -> None:
+        """A fresh schedule, or one ``restored`` after ``t`` steps (see :meth:`export`)."""
         self.plan = plan
-        k = plan.max_refreshes
-        refresh_draws = k if plan.task == "max" else k * plan.columns
-        self._threshold = NoiseStream(NoiseSpec(laplace_scale=plan.threshold_scale), rng, k + 1)
-        self._query = NoiseStream(NoiseSpec(laplace_scale=plan.query_scale), rng, plan.horizon)
-        self._refresh = NoiseStream(NoiseSpec(laplace_scale=plan.refresh_scale), rng, refresh_draws)
-        self._nu = int(self._threshold.take(1)[0])
-        self.held = 0  # MaxSum: r in units; SumSelect: the index j
-        self.refreshes = 0
-        self.exhausted = False
+        at = restored or SparseVectorSnapshot()
+        self._threshold = self._stream(plan.threshold_scale, rng, block, at, "threshold")
+        self._query = self._stream(plan.query_scale, rng, block, at, "query")
+        self._refresh = self._stream(plan.refresh_scale, rng, block, at, "refresh")
+        # ν of the current round; None until the first step needs it (nothing is drawn
+        # before then, so a restore draws nothing from its generator).
+        self._nu: int | None = at.threshold_noise
+        self.held = at.held  # MaxSum: r in units; SumSelect: the index j
+        self.refreshes = at.refreshes
+        self.exhausted = at.exhausted
+
+    def _stream(
+        self,
+        scale: int,
+        rng: np.random.Generator,
+        block: int,
+        at: SparseVectorSnapshot,
+        name: str,
+    ) -> NoiseStream:
+        total = noise_left(self.plan, name, at.t, at.refreshes, fresh=at.threshold_noise is None)
+        pending = at.pending.get(name, ())
+        return NoiseStream(NoiseSpec(laplace_scale=scale), rng, total, block=block, pending=pending)
+
+    def export(self) -> SparseVectorSnapshot:
+        """The schedule's numbers (``t`` is the caller's): the held answer, the refresh
+        count, the current ``ν`` and the noise drawn ahead. Once the budget is exhausted
+        no noise is used again, and none is kept."""
+        pending = {
+            name: ([] if self.exhausted else stream.pending().tolist())
+            for name, stream in (
+                ("threshold", self._threshold),
+                ("query", self._query),
+                ("refresh", self._refresh),
+            )
+        }
+        return SparseVectorSnapshot(
+            held=self.held,
+            refreshes=self.refreshes,
+            exhausted=self.exhausted,
+            threshold_noise=self._nu,
+            pending=pending,
+        )
 
     def output(self) -> float | int:
         if self.plan.task == "max":
@@ -278,6 +362,8 @@ class SparseVectorRun:
             return [self.output()] * n, None
         plan = self.plan
         g = plan.grid_bits
+        if self._nu is None:
+            self._nu = int(self._threshold.take(1)[0])
         eta = self._query.take(n)
         pos, window = 0, _FIRST_WINDOW
         while pos < n:

@@ -13,9 +13,7 @@ use to the end).
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +21,11 @@ import httpx
 import numpy as np
 import pytest
 from live import LiveServer, create_postgres_database
-from sqlalchemy import select
+from stream_crash import HOLD_AT, KILL_AFTER, TOTAL, assert_counted_once, kill_mid_stream
 
 import privaudit.api.routes.streams  # noqa: F401  (registers the streams scopes for new keys)
 from privaudit import simulation_generator
 from privaudit.api.client import ServiceError, StreamClient
-from privaudit.api.db import Database
-from privaudit.api.models import Stream
-from privaudit.api.settings import Settings
 from privaudit.mechanisms.continual import (
     BinaryTreeCounter,
     ContinualCounter,
@@ -39,21 +34,9 @@ from privaudit.mechanisms.continual import (
 )
 from privaudit.mechanisms.continual._toeplitz import COEFFICIENT_BITS
 
-TOTAL = 31  # 11111b: the final state holds the nodes (0,16], (16,24], ..., (30,31]
-KILL_AFTER = 18  # items stored before the kill is allowed (node (0, 16] is complete)
-HOLD_AT = 24  # the sender waits here until the kill, so the stream is surely cut
-
 
 def stored_state(server: LiveServer, stream_id: str) -> CounterState:
-    settings = Settings(data_dir=server.data_dir, database_url=server.database_url)
-    database = Database(settings.resolved_database_url, pooled=False)
-    try:
-        with database.engine.connect() as connection:
-            text = connection.execute(select(Stream.state).where(Stream.id == stream_id)).scalar()
-    finally:
-        database.dispose()
-    assert text is not None
-    return CounterState.from_dict(json.loads(text))
+    return CounterState.from_dict(server.stream_state(stream_id))
 
 
 def tree_noise(counter: BinaryTreeCounter, items: list[float], releases: list[float]) -> list[int]:
@@ -115,23 +98,14 @@ def test_sigkill_mid_stream_redraws_no_noise_and_counts_nothing_twice(
     ).start()
     noise_choice = {"epsilon": 1.0} if mechanism == "continual.tree" else {"noise_multiplier": 1.0}
     items = simulation_generator(3).random(TOTAL).tolist()
-    held = threading.Event()
     try:
         key = server.create_key("streamer")
         stream = StreamClient.create(
             base_url=server.url, api_key=key, mechanism=mechanism, horizon=200, **noise_choice
         )
-        first_answers: dict[int, Any] = {}
-        sender = threading.Thread(
-            target=lambda: first_answers.update(send_until_cut(stream, items, held))
+        first_answers = kill_mid_stream(
+            server, stream, lambda held: send_until_cut(stream, items, held)
         )
-        sender.start()
-        deadline = time.monotonic() + 60
-        while stream.info(limit=0)["items"] < KILL_AFTER and time.monotonic() < deadline:
-            time.sleep(0.01)
-        server.kill()  # SIGKILL, while batches are in flight
-        held.set()
-        sender.join(timeout=60)
         at_kill = stored_state(server, stream.stream_id)
         server.start()
         stream = StreamClient(base_url=server.url, api_key=key, stream_id=stream.stream_id)
@@ -145,15 +119,9 @@ def test_sigkill_mid_stream_redraws_no_noise_and_counts_nothing_twice(
         final = stored_state(server, stream.stream_id)
         stream.close()
     finally:
-        held.set()
         server.kill()
 
-    # Every item counted once, at its own position; replays gave the first releases.
-    assert (info["items"], info["batches"]) == (TOTAL, TOTAL)
-    assert [r["t"] for r in releases] == list(range(1, TOTAL + 1))
-    assert sum(answer["duplicate"] for answer in answers.values()) == landed
-    for index, answer in {**answers, **first_answers}.items():
-        assert answer["releases"] == [releases[index]]
+    assert_counted_once(info, releases, answers, first_answers, landed)
     values = [r["value"] for r in releases]
 
     # One uninterrupted counter fed with the noise the server drew reproduces it all.

@@ -127,6 +127,37 @@ class LiveServer:
             database.dispose()
         return key
 
+    def stream_state(self, stream_id: str, replace: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The stored state of a stream (its JSON), read from the database directly;
+        with ``replace``, write that state instead first (to forge one in a test)."""
+        import json
+
+        from sqlalchemy import select, update
+
+        from privaudit.api.db import Database
+        from privaudit.api.models import Stream
+        from privaudit.api.settings import Settings
+
+        settings = Settings(data_dir=self.data_dir, database_url=self.database_url)
+        database = Database(settings.resolved_database_url, pooled=False)
+        try:
+            if replace is not None:
+                with database.engine.begin() as connection:
+                    connection.execute(
+                        update(Stream)
+                        .where(Stream.id == stream_id)
+                        .values(state=json.dumps(replace))
+                    )
+            with database.engine.connect() as connection:
+                text = connection.execute(
+                    select(Stream.state).where(Stream.id == stream_id)
+                ).scalar()
+        finally:
+            database.dispose()
+        assert text is not None
+        loaded: dict[str, Any] = json.loads(text)
+        return loaded
+
     def client(self, key: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
