@@ -769,7 +769,7 @@ def _batch_out(
     duplicate: bool,
 ) -> StreamBatchOut:
     items = row.items + applied
-    selection = not isinstance(mechanism, ContinualCounter)
+    selection = mechanism if isinstance(mechanism, MaxSum | SumSelect) else None
     return StreamBatchOut(
         stream_id=row.id,
         duplicate=duplicate,
@@ -777,6 +777,6 @@ def _batch_out(
         releases=releases,
         items=items,
         remaining=row.horizon - items,
-        refreshes=mechanism.refreshes if selection else None,  # type: ignore[union-attr]
-        max_refreshes=mechanism.max_refreshes if selection else None,  # type: ignore[union-attr]
+        refreshes=None if selection is None else selection.refreshes,
+        max_refreshes=None if selection is None else selection.max_refreshes,
     )
