@@ -450,6 +450,7 @@ def test_sigkill_mid_stream_redraws_no_noise_and_counts_nothing_twice(tmp_path: 
             server, stream, lambda held: _send_until_cut(server, stream, rows, held, states)
         )
         at_kill = server.stream_state(stream.stream_id)
+        stream.close()  # its connection died with the server: close it, not the GC
         server.start()
         stream = StreamClient(base_url=server.url, api_key=key, stream_id=stream.stream_id)
         landed = stream.info(limit=0)["items"]

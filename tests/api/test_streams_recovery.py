@@ -107,6 +107,7 @@ def test_sigkill_mid_stream_redraws_no_noise_and_counts_nothing_twice(
             server, stream, lambda held: send_until_cut(stream, items, held)
         )
         at_kill = stored_state(server, stream.stream_id)
+        stream.close()  # its connection died with the server: close it, not the GC
         server.start()
         stream = StreamClient(base_url=server.url, api_key=key, stream_id=stream.stream_id)
         landed = stream.info(limit=0)["items"]
