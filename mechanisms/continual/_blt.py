@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from privaudit.errors import ParameterError
-from privaudit.mechanisms.continual._base import _MIN_GRID_BITS, ContinualCounter, noise_grid_bits
+from privaudit.mechanisms.continual._base import ContinualCounter
 from privaudit.mechanisms.continual._state import (
     check_array_names,
     state_array,
@@ -24,6 +24,7 @@ from privaudit.mechanisms.continual._toeplitz import (
     COEFFICIENT_BITS,
     inverse_power_series,
     sqrt_toeplitz_coefficients,
+    strategy_input_bits,
 )
 from privaudit.registry import mechanisms
 
@@ -140,18 +141,7 @@ class BufferedToeplitzCounter(ContinualCounter):
         theta = [Fraction(h, one) for h in self._h]
         omega = [Fraction(a, one) for a in self._a]
         norm1, norm2 = _column_norms(T)
-        if self.epsilon is not None:
-            noise_value_scale = float(norm1) / self.epsilon
-        else:
-            assert self.noise_multiplier is not None
-            noise_value_scale = math.sqrt(float(norm2)) * self.noise_multiplier
-        noise_bits = noise_grid_bits(noise_value_scale) - COEFFICIENT_BITS
-        if noise_bits < _MIN_GRID_BITS:
-            raise ParameterError(
-                f"a noise scale of {noise_value_scale:g} leaves {noise_bits} bits for this "
-                f"counter's input grid, fewer than {_MIN_GRID_BITS}; use a larger epsilon "
-                "or a smaller noise_multiplier"
-            )
+        noise_bits = strategy_input_bits(self, norm1=float(norm1), norm2_squared=float(norm2))
         k = self._grid_bits = min(_GRID_BITS_MAX, noise_bits)
         # Buffers carry P bits below the measurement unit, P >= log2(max θ/(1-ω)) + 1.
         slack = max(int(th / (1 - om)) + 1 for th, om in zip(theta, omega, strict=True))

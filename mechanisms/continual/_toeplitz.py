@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -56,6 +57,32 @@ def inverse_power_series(f: FloatArray, n: int) -> FloatArray:
         correction = fftconvolve(g, fg)[:m]
         g = np.concatenate([g, np.zeros(m - g.size)]) * 2.0 - correction
     return g[:n]
+
+
+def strategy_input_bits(counter: ContinualCounter, *, norm1: float, norm2_squared: float) -> int:
+    """The bits of the input grid left for a counter whose strategy has column norms
+    ``norm1`` (ℓ1) and ``norm2_squared`` (ℓ2²) and coefficients on the ``2^-20`` grid:
+    the samplers' grid for its noise scale, less :data:`COEFFICIENT_BITS`.
+
+    Raises
+    ------
+    ParameterError
+        If fewer than the minimum are left (a tiny epsilon or a huge noise_multiplier).
+    """
+    if counter.epsilon is not None:
+        noise_value_scale = norm1 / counter.epsilon
+    else:
+        assert counter.noise_multiplier is not None
+        noise_value_scale = math.sqrt(norm2_squared) * counter.noise_multiplier
+    noise_bits = noise_grid_bits(noise_value_scale) - COEFFICIENT_BITS
+    if noise_bits < _MIN_GRID_BITS:
+        raise ParameterError(
+            f"a noise scale of {noise_value_scale:g} leaves {noise_bits} bits for this "
+            f"counter's input grid (its strategy takes {COEFFICIENT_BITS} of the samplers' "
+            f"bits), fewer than {_MIN_GRID_BITS}; use a larger epsilon or a smaller "
+            "noise_multiplier"
+        )
+    return noise_bits
 
 
 @mechanisms.register("continual.sqrt_toeplitz")
@@ -127,20 +154,10 @@ class MatrixFactorizationCounter(ContinualCounter):
         q_sum = int(self._q.sum())
         # Inputs are snapped as finely as keeps |C x| (in units 2^-(k+20)) inside int64
         # and the noise scale inside the samplers' range.
-        if self.epsilon is not None:
-            noise_value_scale = q_sum / 2.0**COEFFICIENT_BITS / self.epsilon
-        else:
-            assert self.noise_multiplier is not None
-            norm = float(np.sqrt(np.sum((self._q / 2.0**COEFFICIENT_BITS) ** 2)))
-            noise_value_scale = norm * self.noise_multiplier
-        noise_bits = noise_grid_bits(noise_value_scale) - COEFFICIENT_BITS
-        if noise_bits < _MIN_GRID_BITS:
-            raise ParameterError(
-                f"a noise scale of {noise_value_scale:g} leaves {noise_bits} bits for this "
-                f"counter's input grid (its strategy takes {COEFFICIENT_BITS} of the samplers' "
-                f"bits), fewer than {_MIN_GRID_BITS}; use a larger epsilon or a smaller "
-                "noise_multiplier"
-            )
+        norm2 = float(np.sum((self._q / 2.0**COEFFICIENT_BITS) ** 2))
+        noise_bits = strategy_input_bits(
+            self, norm1=q_sum / 2.0**COEFFICIENT_BITS, norm2_squared=norm2
+        )
         self._grid_bits = min(_GRID_BITS_MAX, _INT64_DOT_BITS - q_sum.bit_length(), noise_bits)
         self._q_reversed = np.ascontiguousarray(self._q[::-1])
         strategy = self._q / 2.0**COEFFICIENT_BITS
