@@ -92,34 +92,27 @@ STREAM_TARGET_S = 10.0  # 10^6 pushes per counter on 2 cores
 console = Console(width=None if sys.stdout.isatty() else 200)
 
 
-def jax_privacy_max_variance(T: int) -> tuple[float | None, str]:  # noqa: N803
-    """Largest per-step variance of jax_privacy's optimal Toeplitz mechanism (σ = 1)."""
+def jax_privacy_max_variances(
+    T: int,  # noqa: N803
+    buffers: int,
+) -> tuple[float | None, float | None, str]:
+    """Largest per-step variance (σ = 1) of jax_privacy's optimal Toeplitz mechanism and
+    of its BLT optimised for max error with ``buffers`` buffers (closed forms of
+    [DMPS24] Lemma 5.3), and a status line; ``None, None`` without jax-privacy."""
     try:
         import jax
-        from jax_privacy.matrix_factorization import toeplitz
+        from jax_privacy.matrix_factorization import buffered_toeplitz, toeplitz
     except ImportError as error:
-        return None, f"jax-privacy not installed ({error}); pip install jax-privacy"
+        return None, None, f"jax-privacy not installed ({error}); pip install jax-privacy"
     jax.config.update("jax_enable_x64", True)
     strategy = toeplitz.optimal_max_error_strategy_coefs(T)
-    noising = toeplitz.optimal_max_error_noising_coefs(T)
-    errors = toeplitz.per_query_error(noising_coef=noising)
-    sensitivity2 = float(toeplitz.sensitivity_squared(strategy))
-    return sensitivity2 * float(np.max(np.asarray(errors))), "ok"
-
-
-def jax_privacy_blt_max_variance(T: int, buffers: int) -> float | None:  # noqa: N803
-    """Largest per-step variance (σ = 1) of jax_privacy's BLT optimised for max error
-    with ``buffers`` buffers, from its closed forms ([DMPS24] Lemma 5.3); ``None``
-    without jax-privacy."""
-    try:
-        import jax
-        from jax_privacy.matrix_factorization import buffered_toeplitz
-    except ImportError:
-        return None
-    jax.config.update("jax_enable_x64", True)
+    errors = toeplitz.per_query_error(noising_coef=toeplitz.optimal_max_error_noising_coefs(T))
+    optimal = float(toeplitz.sensitivity_squared(strategy)) * float(np.max(np.asarray(errors)))
     blt = buffered_toeplitz.optimize(n=T, min_buffers=buffers, max_buffers=buffers)
-    sensitivity2 = float(buffered_toeplitz.sensitivity_squared(blt, T))
-    return sensitivity2 * float(buffered_toeplitz.max_error(blt.inverse(), T))
+    blt_variance = float(buffered_toeplitz.sensitivity_squared(blt, T)) * float(
+        buffered_toeplitz.max_error(blt.inverse(), T)
+    )
+    return optimal, blt_variance, "ok"
 
 
 def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
@@ -130,8 +123,7 @@ def section_variance(horizons: tuple[int, ...]) -> dict[str, Any]:
         ours = MatrixFactorizationCounter(T=T, noise_multiplier=1.0).max_variance()
         blt = BufferedToeplitzCounter(T=T, noise_multiplier=1.0).max_variance()
         s = float(np.sum(sqrt_toeplitz_coefficients(T) ** 2))
-        jaxp, status = jax_privacy_max_variance(T)
-        jax_blt = jax_privacy_blt_max_variance(T, BUFFERS)
+        jaxp, jax_blt, status = jax_privacy_max_variances(T, BUFFERS)
         rows.append(
             {
                 "T": T,
