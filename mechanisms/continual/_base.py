@@ -415,10 +415,7 @@ class ContinualCounter(ABC):
 
     def _calibration(self) -> str:
         """The noise law and grids derived from the parameters (checked on restore)."""
-        if self._laplace_scale is not None:
-            law = f"discrete_laplace scale={self._laplace_scale}"
-        else:
-            law = f"discrete_gaussian sigma2={self._sigma2}"
+        law = NoiseSpec(laplace_scale=self._laplace_scale, gaussian_sigma2=self._sigma2).law
         return f"{law}; grid_bits={self.grid_bits}; noise_unit_bits={self._noise_unit_bits()}"
 
     def _snap(self, value: float) -> int:

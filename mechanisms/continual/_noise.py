@@ -25,6 +25,13 @@ class NoiseSpec:
     laplace_scale: int | None = None
     gaussian_sigma2: Fraction | None = None
 
+    @property
+    def law(self) -> str:
+        """The law as stored in a state's calibration (compared on restore: keep it stable)."""
+        if self.laplace_scale is not None:
+            return f"discrete_laplace scale={self.laplace_scale}"
+        return f"discrete_gaussian sigma2={self.gaussian_sigma2}"
+
     def draw(self, rng: np.random.Generator, size: int) -> IntArray:
         if self.laplace_scale is not None:
             return discrete_laplace(rng, self.laplace_scale, size)

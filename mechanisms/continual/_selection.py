@@ -443,12 +443,7 @@ class _ContinualSelection:
         """The strategy and plan derived from the parameters (checked on restore)."""
         plan = self._plan
         if isinstance(plan, CountersPlan):
-            noise = plan.node_noise
-            law = (
-                f"discrete_laplace scale={noise.laplace_scale}"
-                if noise.laplace_scale is not None
-                else f"discrete_gaussian sigma2={noise.gaussian_sigma2}"
-            )
+            law = plan.node_noise.law
             return f"counters; {law}; grid_bits={plan.grid_bits}; levels={plan.levels}"
         return (
             f"sparse-vector; {plan.composition}; K={plan.max_refreshes}; "
